@@ -99,6 +99,15 @@ func Encap(buf []byte, p *Packet, t *Tunnel, id uint16) (start, end int, d Drop)
 	if p.Version == 6 {
 		nh = ProtoIPv6
 	}
+	// Move the link header first: the outer IP header overwrites it.
+	if l2len > 0 {
+		copy(buf[start:o], buf[p.L2Off:p.L3Off])
+		et := uint16(EtherTypeIPv4)
+		if !outer4 {
+			et = EtherTypeIPv6
+		}
+		put16(buf[o-2:], et)
+	}
 	h := buf[o:p.L3Off]
 	if outer4 {
 		h[0] = 0x45
@@ -123,14 +132,6 @@ func Encap(buf []byte, p *Packet, t *Tunnel, id uint16) (start, end int, d Drop)
 		h[7] = p.TTL
 		copy(h[8:24], t.Src[:])
 		copy(h[24:40], t.Dst[:])
-	}
-	if l2len > 0 {
-		copy(buf[start:o], buf[p.L2Off:p.L3Off])
-		et := uint16(EtherTypeIPv4)
-		if !outer4 {
-			et = EtherTypeIPv6
-		}
-		put16(buf[o-2:], et)
 	}
 	return start, p.End, DropNone
 }
