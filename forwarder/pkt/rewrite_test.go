@@ -223,9 +223,13 @@ func TestTTLExpiry(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		for _, ttl := range []uint8{0, 1} {
 			rewrites := map[string]func(buf []byte, p *Packet) Drop{
-				"natin":  func(b []byte, p *Packet) Drop { return NATIn(b, p, map[bool][16]byte{false: a16(rs4), true: a16(rs6)}[v6], 1) },
-				"natout": func(b []byte, p *Packet) Drop { return NATOut(b, p, map[bool][16]byte{false: a16(vip4), true: a16(vip6)}[v6], 1) },
-				"dr":     func(b []byte, p *Packet) Drop { return DR(b, p, macRS, macDirA) },
+				"natin": func(b []byte, p *Packet) Drop {
+					return NATIn(b, p, map[bool][16]byte{false: a16(rs4), true: a16(rs6)}[v6], 1)
+				},
+				"natout": func(b []byte, p *Packet) Drop {
+					return NATOut(b, p, map[bool][16]byte{false: a16(vip4), true: a16(vip6)}[v6], 1)
+				},
+				"dr": func(b []byte, p *Packet) Drop { return DR(b, p, macRS, macDirA) },
 				"tun": func(b []byte, p *Packet) Drop {
 					_, _, d := Encap(b, p, map[bool]*Tunnel{false: tun4, true: tun6}[v6], 1)
 					return d
