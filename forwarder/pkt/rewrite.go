@@ -1,0 +1,151 @@
+package pkt
+
+// checkTTL reports DropTTLExceeded when the packet may not be forwarded
+// (TTL / hop limit <= 1). It changes nothing.
+func checkTTL(p *Packet) Drop {
+	if p.TTL <= 1 {
+		return DropTTLExceeded
+	}
+	return DropNone
+}
+
+// decTTL decrements the TTL (fixing the IPv4 header checksum) or the hop
+// limit. The caller has called checkTTL.
+func decTTL(buf []byte, p *Packet) {
+	h := buf[p.L3Off:]
+	if p.Version == 4 {
+		old := uint16(h[ipv4TTL])<<8 | uint16(h[ipv4Proto])
+		h[ipv4TTL]--
+		put16(h[ipv4Checksum:], Update16(be16(h[ipv4Checksum:]), old, old-0x100))
+	} else {
+		h[7]--
+	}
+	p.TTL--
+}
+
+// DecTTL decrements the TTL / hop limit of a parsed IP packet and fixes the
+// IPv4 header checksum. With TTL <= 1 it changes nothing and returns
+// DropTTLExceeded: answer with BuildTimeExceeded.
+func DecTTL(buf []byte, p *Packet) Drop {
+	if p.Version == 0 {
+		return DropNotIP
+	}
+	if d := checkTTL(p); d != DropNone {
+		return d
+	}
+	decTTL(buf, p)
+	return DropNone
+}
+
+// SetMACs writes the Ethernet destination and source of the frame whose
+// Ethernet header starts at buf[l2off:].
+func SetMACs(buf []byte, l2off int, dst, src [6]byte) {
+	copy(buf[l2off:l2off+6], dst[:])
+	copy(buf[l2off+6:l2off+12], src[:])
+}
+
+// DR forwards by direct routing: it decrements the TTL / hop limit (fixing
+// the IPv4 header checksum) and sets the MACs (dst = the real server's,
+// src = the director's). Addresses and ports are untouched, so any IP
+// packet, ICMP errors included, can take this path. The frame is
+// buf[p.L2Off:p.End].
+func DR(buf []byte, p *Packet, dst, src [6]byte) Drop {
+	if p.Version == 0 {
+		return DropNotIP
+	}
+	if p.L2Off < 0 {
+		return DropNoL2Header
+	}
+	if d := checkTTL(p); d != DropNone {
+		return d
+	}
+	decTTL(buf, p)
+	SetMACs(buf, p.L2Off, dst, src)
+	return DropNone
+}
+
+// NATIn rewrites a client's packet to a real server: destination address
+// to daddr and destination port to dport; TTL decremented; IPv4 header and
+// TCP/UDP checksums updated incrementally (a zero UDP checksum is computed
+// in full; a UDP result of 0 is sent as 0xffff). The link header is left
+// alone (use SetMACs). On any Drop the packet is unchanged.
+func NATIn(buf []byte, p *Packet, daddr [16]byte, dport uint16) Drop {
+	return nat(buf, p, &daddr, dport, true)
+}
+
+// NATOut rewrites a real server's reply to the client: source address to
+// vaddr and source port to vport, with the checksum and TTL rules of
+// NATIn.
+func NATOut(buf []byte, p *Packet, vaddr [16]byte, vport uint16) Drop {
+	return nat(buf, p, &vaddr, vport, false)
+}
+
+func nat(buf []byte, p *Packet, addr *[16]byte, port uint16, dst bool) Drop {
+	if p.Version == 0 {
+		return DropNotIP
+	}
+	if IsV4(addr) != (p.Version == 4) {
+		return DropFamilyMismatch
+	}
+	if p.Flags&FlagPorts == 0 {
+		return DropUnsupportedProto
+	}
+	if d := checkTTL(p); d != DropNone {
+		return d
+	}
+	decTTL(buf, p)
+	l4 := buf[p.L4Off:p.End]
+	portOff, csumOff := 0, 16
+	if dst {
+		portOff = 2
+	}
+	if p.Proto == ProtoUDP {
+		csumOff = 6
+	}
+	oldPort := be16(l4[portOff:])
+	put16(l4[portOff:], port)
+	csum := be16(l4[csumOff:])
+	fullUDP := p.Proto == ProtoUDP && csum == 0
+	if !fullUDP {
+		csum = Update16(csum, oldPort, port)
+	}
+	h := buf[p.L3Off:]
+	if p.Version == 4 {
+		aoff := ipv4Src
+		if dst {
+			aoff = ipv4Dst
+		}
+		old, nw := be32(h[aoff:]), be32(addr[12:])
+		put32(h[aoff:], nw)
+		put16(h[ipv4Checksum:], Update32(be16(h[ipv4Checksum:]), old, nw))
+		if !fullUDP {
+			csum = Update32(csum, old, nw)
+		}
+	} else {
+		aoff := 8
+		if dst {
+			aoff = 24
+		}
+		var old [16]byte
+		copy(old[:], h[aoff:aoff+16])
+		copy(h[aoff:aoff+16], addr[:])
+		if !fullUDP {
+			csum = Update128(csum, &old, addr)
+		}
+	}
+	if dst {
+		p.Dst, p.DstPort = *addr, port
+	} else {
+		p.Src, p.SrcPort = *addr, port
+	}
+	if fullUDP {
+		put16(l4[6:], 0)
+		ul := int(be16(l4[4:])) // validated by Parse: 8 <= ul <= len(l4)
+		csum = ^Fold(Sum(l4[:ul], PseudoSum(&p.Src, &p.Dst, p.Version == 4, ProtoUDP, ul)))
+	}
+	if p.Proto == ProtoUDP && csum == 0 {
+		csum = 0xffff
+	}
+	put16(l4[csumOff:], csum)
+	return DropNone
+}
