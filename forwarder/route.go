@@ -19,6 +19,20 @@ type Iface struct {
 	// Addrs are the interface's own (kernel) addresses. The VIPs are never
 	// among them: ulvs owns the VIPs in userspace.
 	Addrs []netip.Prefix
+
+	// Precomputed by prepare for the packet path: the source addresses
+	// Src would return.
+	src4, src6 [16]byte
+	has4, has6 bool
+}
+
+func (i *Iface) prepare() {
+	if a, ok := i.Src(false); ok {
+		i.src4, i.has4 = a.As16(), true
+	}
+	if a, ok := i.Src(true); ok {
+		i.src6, i.has6 = a.As16(), true
+	}
 }
 
 // Src returns the interface's first address of the family of dst, used as
