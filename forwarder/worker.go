@@ -19,9 +19,9 @@ type worker struct {
 	q  engine.Queue
 	st *workerStats
 
-	rx  []engine.Packet // receive batch
-	aux []engine.Packet // frames the director originates (ARP, NDP, ICMP)
-	tx  []engine.Packet // what to send this round: rx and aux slots
+	rx   []engine.Packet // receive batch
+	aux  []engine.Packet // frames the director originates (ARP, NDP, ICMP)
+	tx   []engine.Packet // what to send this round: rx and aux slots
 	nAux int
 
 	p    pkt.Packet
