@@ -481,3 +481,29 @@ func Equal(a, b *Config) bool {
 	d := Diff(a, b)
 	return len(d.Ops) == 0
 }
+
+// MarshalText renders the protocol as "tcp" or "udp".
+func (p Protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText parses "tcp" or "udp".
+func (p *Protocol) UnmarshalText(b []byte) error {
+	v, err := ParseProtocol(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// MarshalText renders the method as "nat", "dr" or "tun".
+func (m Method) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText parses "nat", "dr" or "tun".
+func (m *Method) UnmarshalText(b []byte) error {
+	v, err := ParseMethod(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
