@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -108,7 +109,12 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &FieldError{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: "TOML: " + pe.Message, Err: ErrSyntax}
+			line := pe.Position.Line
+			if st := pe.Position.Start; st > 0 && st <= len(data) {
+				// The lexer counts a newline it stops at as the next line.
+				line = 1 + bytes.Count(data[:st], []byte("\n"))
+			}
+			return nil, &FieldError{File: name, Line: line, Key: pe.LastKey, Msg: "TOML: " + pe.Message, Err: ErrSyntax}
 		}
 		// Type errors from the decoder itself (a table where a value is
 		// expected, an array of tables given as a plain value...).
