@@ -105,7 +105,7 @@ netmask = "255.255.0.0"
 // a nil config.
 func TestBadFiles(t *testing.T) {
 	head := "[director]\npublic_interface = \"eth0\"\n"
-	vs := head + "[[virtual_server]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n" // lines 3-5
+	vs := head + "[[virtual_server]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n"               // lines 3-5
 	rs := vs + "  [[virtual_server.real_server]]\n  address = \"10.0.1.1:80\"\n  method = \"nat\"\n" // lines 6-8
 	cases := []struct {
 		name, src string

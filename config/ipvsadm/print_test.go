@@ -114,7 +114,7 @@ func rich() *Snapshot {
 					Stats: Stats{Conns: 100000000, InPkts: 99999999}, Rate: Rate{CPS: 123456789, InBPS: 99999999}},
 			}},
 		{Protocol: config.UDP, Address: ap("10.0.0.1:53"), Scheduler: "sh", SchedFlags: []string{"sh-port"}, OnePacket: true, Netmask: 32,
-			Stats: Stats{Conns: 5, InPkts: 5, OutPkts: 5, InBytes: 400, OutBytes: 800},
+			Stats:   Stats{Conns: 5, InPkts: 5, OutPkts: 5, InBytes: 400, OutBytes: 800},
 			Servers: []Server{{Address: ap("10.0.1.1:53"), Method: config.DR, Weight: 1}}},
 		{Protocol: config.TCP, Address: ap("200.0.0.1:80"), Scheduler: "wrr", Netmask: 32,
 			Servers: []Server{
