@@ -209,9 +209,9 @@ type Conntrack struct {
 	// ExpireQuiescentTemplate: a persistence template whose real server has
 	// weight 0 is not reused.
 	ExpireQuiescentTemplate bool
-	// ConnReuseMode: 0 disables, bit 1 (value 1, the default) lets a SYN
-	// reschedule a connection in TIME_WAIT/CLOSE, bit 2 (value 2) adds
-	// FIN_WAIT for connections without output (DR/TUN).
+	// ConnReuseMode: 0 disables; any non-zero value (1 is the default) lets
+	// a SYN expire and reschedule a connection in TIME_WAIT/CLOSE; the bit
+	// value 2 adds FIN_WAIT connections without output (DR/TUN).
 	ConnReuseMode int
 	// SloppyTCP: any non-RST segment may create a connection, not only SYN.
 	SloppyTCP bool
