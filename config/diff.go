@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -124,41 +125,57 @@ func Diff(old, new *Config) Changes {
 	if old.Conntrack != new.Conntrack {
 		ch.Ops = append(ch.Ops, Op{Kind: OpSetConntrack, Conntrack: new.Conntrack})
 	}
+	oldIdx := make(map[Key]int, len(old.VirtualServers))
+	for i := range old.VirtualServers {
+		oldIdx[old.VirtualServers[i].Key()] = i
+	}
+	newIdx := make(map[Key]int, len(new.VirtualServers))
+	for i := range new.VirtualServers {
+		newIdx[new.VirtualServers[i].Key()] = i
+	}
 	for i := range old.VirtualServers {
 		ovs := &old.VirtualServers[i]
-		if new.Find(ovs.Key()) < 0 {
+		if _, ok := newIdx[ovs.Key()]; !ok {
 			ch.Ops = append(ch.Ops, Op{Kind: OpDeleteService, Key: ovs.Key()})
 		}
 	}
 	for i := range new.VirtualServers {
 		nvs := &new.VirtualServers[i]
-		j := old.Find(nvs.Key())
-		if j < 0 {
+		j, ok := oldIdx[nvs.Key()]
+		if !ok {
 			continue
 		}
 		ovs := &old.VirtualServers[j]
 		if !sameSettings(ovs, nvs) {
 			ch.Ops = append(ch.Ops, Op{Kind: OpEditService, Key: nvs.Key(), Service: settingsOnly(nvs)})
 		}
+		oldRS := make(map[netip.AddrPort]RealServer, len(ovs.RealServers))
+		for _, rs := range ovs.RealServers {
+			oldRS[rs.Address] = rs
+		}
+		newRS := make(map[netip.AddrPort]bool, len(nvs.RealServers))
+		for _, rs := range nvs.RealServers {
+			newRS[rs.Address] = true
+		}
 		for _, ors := range ovs.RealServers {
-			if nvs.Find(ors.Address) < 0 {
+			if !newRS[ors.Address] {
 				ch.Ops = append(ch.Ops, Op{Kind: OpDeleteServer, Key: nvs.Key(), Server: RealServer{Address: ors.Address}})
 			}
 		}
 		for _, nrs := range nvs.RealServers {
-			if k := ovs.Find(nrs.Address); k >= 0 && ovs.RealServers[k] != nrs {
+			if ors, ok := oldRS[nrs.Address]; ok && ors != nrs {
 				ch.Ops = append(ch.Ops, Op{Kind: OpEditServer, Key: nvs.Key(), Server: nrs})
 			}
 		}
 		for _, nrs := range nvs.RealServers {
-			if ovs.Find(nrs.Address) < 0 {
+			if _, ok := oldRS[nrs.Address]; !ok {
 				ch.Ops = append(ch.Ops, Op{Kind: OpAddServer, Key: nvs.Key(), Server: nrs})
 			}
 		}
 	}
 	for i := range new.VirtualServers {
 		nvs := &new.VirtualServers[i]
-		if old.Find(nvs.Key()) >= 0 {
+		if _, ok := oldIdx[nvs.Key()]; ok {
 			continue
 		}
 		ch.Ops = append(ch.Ops, Op{Kind: OpAddService, Key: nvs.Key(), Service: settingsOnly(nvs)})

@@ -189,7 +189,6 @@ func (p *positions) line(key string) int {
 
 var (
 	reHeader = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
-	reKey    = regexp.MustCompile(`([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=`)
 )
 
 type occurrence struct {
@@ -217,8 +216,8 @@ func indexPositions(md toml.MetaData, text string) *positions {
 			occ = append(occ, occurrence{line: i + 1, header: true, array: strings.HasPrefix(t, "[["), name: name})
 			continue
 		}
-		for _, m := range reKey.FindAllStringSubmatch(stripStrings(ln), -1) {
-			occ = append(occ, occurrence{line: i + 1, name: strings.Trim(m[1], `"'`)})
+		for _, name := range keysInLine(stripStrings(ln)) {
+			occ = append(occ, occurrence{line: i + 1, name: name})
 		}
 	}
 
@@ -607,4 +606,41 @@ func hasPrefixAny(path string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// keysInLine returns the key before each '=' of a line whose string values
+// were blanked by stripStrings: a bare key ([A-Za-z0-9_-]+) or a quoted one.
+func keysInLine(ln string) []string {
+	var keys []string
+	for i := 0; i < len(ln); i++ {
+		if ln[i] != '=' {
+			continue
+		}
+		j := i - 1
+		for j >= 0 && (ln[j] == ' ' || ln[j] == '\t') {
+			j--
+		}
+		if j < 0 {
+			continue
+		}
+		if q := ln[j]; q == '"' || q == '\'' {
+			k := strings.LastIndexByte(ln[:j], q)
+			if k >= 0 {
+				keys = append(keys, ln[k+1:j])
+			}
+			continue
+		}
+		end := j + 1
+		for j >= 0 && isBareKeyChar(ln[j]) {
+			j--
+		}
+		if j+1 < end {
+			keys = append(keys, ln[j+1:end])
+		}
+	}
+	return keys
+}
+
+func isBareKeyChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
