@@ -215,3 +215,36 @@ func (p *Parser) Restore(base *config.Config, r io.Reader) (*config.Config, erro
 	}
 	return c, nil
 }
+
+// ApplyTo returns a copy of cur with the command applied, normalised and
+// validated whole, or nil and the error (cur is never modified). This is
+// how a control layer applies one ulvsadm command atomically: compute the
+// new table here, then hand config.Diff(cur, new) to the data path.
+func (c *Command) ApplyTo(cur *config.Config) (*config.Config, error) {
+	n := cur.Clone()
+	if n == nil {
+		n = config.New()
+	}
+	if err := Apply(n, c); err != nil {
+		return nil, err
+	}
+	n.Normalize()
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ErrListNoService is what `ipvsadm -L -t ADDR` prints for a service that
+// does not exist (libipvs's "No such service"; list_service exits 1).
+var ErrListNoService = &Error{Msg: "No such service", Code: 1, Err: config.ErrNoService}
+
+// Find returns the service with key k, or nil.
+func (s *Snapshot) Find(k config.Key) *Service {
+	for i := range s.Services {
+		if s.Services[i].Protocol == k.Protocol && s.Services[i].Address == k.Address {
+			return &s.Services[i]
+		}
+	}
+	return nil
+}

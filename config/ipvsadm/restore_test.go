@@ -182,3 +182,33 @@ func TestApplyNonTable(t *testing.T) {
 		t.Fatal("list applied")
 	}
 }
+
+func TestApplyToIsAtomic(t *testing.T) {
+	cur := config.New()
+	cur.Director.PublicInterface = "eth0"
+	add, _ := Parse(argv("-A -t 10.0.0.1:80 -s rr"))
+	n1, err := add.ApplyTo(cur)
+	if err != nil || len(n1.VirtualServers) != 1 || len(cur.VirtualServers) != 0 {
+		t.Fatalf("%v %+v", err, n1)
+	}
+	rs, _ := Parse(argv("-a -t 10.0.0.1:80 -r 10.0.1.1 -m -w 2"))
+	n2, err := rs.ApplyTo(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := config.Diff(n1, n2)
+	if len(ch.Ops) != 1 || ch.Ops[0].Kind != config.OpAddServer || ch.Ops[0].Server.Weight != 2 {
+		t.Fatalf("%+v", ch.Ops)
+	}
+	again, err := add.ApplyTo(n2)
+	if again != nil || err == nil || err.Error() != "Service already exists" || ExitCode(err) != 255 {
+		t.Fatalf("%v %v", again, err)
+	}
+	if len(n2.VirtualServers[0].RealServers) != 1 {
+		t.Fatal("n2 modified")
+	}
+	s := FromConfig(n2)
+	if s.Find(config.Key{Protocol: config.TCP, Address: ap("10.0.0.1:80")}) == nil || s.Find(config.Key{Protocol: config.UDP, Address: ap("10.0.0.1:80")}) != nil {
+		t.Fatal("Find")
+	}
+}
