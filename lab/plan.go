@@ -91,11 +91,11 @@ type Net struct {
 // Iface is a host's interface: one end of a veth pair whose other end is a
 // port of Net's bridge.
 type Iface struct {
-	Name   string       `json:"name"`   // inside the host's namespace: eth0, eth1
-	Net    string       `json:"net"`    // "public" or "private"
-	Port   string       `json:"port"`   // the veth end on the bridge, in the switch namespace
-	MAC    string       `json:"mac"`    // fixed: 02:1a followed by the IPv4 address bytes
-	Addr4  netip.Prefix `json:"addr4"`  // address/prefix length
+	Name   string       `json:"name"`  // inside the host's namespace: eth0, eth1
+	Net    string       `json:"net"`   // "public" or "private"
+	Port   string       `json:"port"`  // the veth end on the bridge, in the switch namespace
+	MAC    string       `json:"mac"`   // fixed: 02:1a followed by the IPv4 address bytes
+	Addr4  netip.Prefix `json:"addr4"` // address/prefix length
 	Addr6  netip.Prefix `json:"addr6,omitzero"`
 	Router bool         `json:"router"` // the director's private side, the real servers' gateway
 }
@@ -108,7 +108,7 @@ func (i Iface) HardwareAddr() net.HardwareAddr {
 
 // Host is one network namespace of the lab.
 type Host struct {
-	Name     string     `json:"name"`  // client1, dir1, rs1
+	Name     string     `json:"name"` // client1, dir1, rs1
 	Role     Role       `json:"role"`
 	Netns    string     `json:"netns"` // namespace name: LABNAME-HOST
 	Ifaces   []Iface    `json:"ifaces"`
