@@ -28,16 +28,16 @@ const (
 	DropInnerLen                   // inner length field disagrees with the data
 	DropNotVIP                     // inner destination is not one of the VIPs
 	DropWrite                      // the TUN device refused the packet
-	numReasons
+	NumReasons                     // the number of reasons
 )
 
-var reasonNames = [numReasons]string{
+var reasonNames = [NumReasons]string{
 	"injected", "short", "version", "header_len", "total_len", "protocol",
 	"fragment", "inner_short", "inner_version", "inner_len", "not_vip", "write",
 }
 
 func (r Reason) String() string {
-	if r < numReasons {
+	if r < NumReasons {
 		return reasonNames[r]
 	}
 	return "unknown"

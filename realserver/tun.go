@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,7 +31,7 @@ type TUNConfig struct {
 }
 
 // Stats counts received packets per Reason.
-type Stats [numReasons]uint64
+type Stats [NumReasons]uint64
 
 // Get returns the count for one reason.
 func (s *Stats) Get(r Reason) uint64 { return s[r] }
@@ -44,8 +45,9 @@ type Tunnel struct {
 	socks  []rawSock
 	rec    *record
 	path   string
-	counts [numReasons]atomic.Uint64
+	counts [NumReasons]atomic.Uint64
 
+	nsfd      int // the namespace set up, for Close from any thread
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -90,7 +92,11 @@ func NewTunnel(cfg TUNConfig, log zerolog.Logger) (*Tunnel, error) {
 	if old != nil {
 		return nil, fmt.Errorf("tun set-up: %s exists: another `ulvs-realserver tun` runs in this namespace, or one crashed (run `ulvs-realserver tun --undo`)", path)
 	}
-	t := &Tunnel{cfg: cfg, log: log, vips: NewVIPSet(cfg.VIPs...), path: path, rec: &record{Netns: ino, Device: cfg.Device}}
+	nsfd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tun set-up: open own network namespace: %w", err)
+	}
+	t := &Tunnel{cfg: cfg, log: log, vips: NewVIPSet(cfg.VIPs...), path: path, rec: &record{Netns: ino, Device: cfg.Device}, nsfd: nsfd}
 	if err := t.setup(); err != nil {
 		return nil, errors.Join(err, t.Close())
 	}
@@ -292,7 +298,10 @@ func (t *Tunnel) Close() error {
 		if t.tun != nil {
 			errs = append(errs, t.tun.Close())
 		}
-		errs = append(errs, t.rec.restoreSysctls())
+		// The sysctls belong to the namespace NewTunnel ran in, which need
+		// not be the one of the thread calling Close.
+		errs = append(errs, inNetns(t.nsfd, t.rec.restoreSysctls))
+		unix.Close(t.nsfd)
 		if err := os.Remove(t.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -327,4 +336,19 @@ func UndoTUN(cfg TUNConfig) error {
 		return err
 	}
 	return os.Remove(path)
+}
+
+// inNetns runs fn on a locked thread that joined the namespace nsfd. The
+// thread is not unlocked, so it is discarded afterwards.
+func inNetns(nsfd int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
