@@ -185,7 +185,6 @@ func TestDRSetupAndUndo(t *testing.T) {
 		t.Errorf("state left after undo: %v", ents)
 	}
 }
-}
 
 func TestTunnelInProcess(t *testing.T) {
 	labtest.RequireRoot(t)
