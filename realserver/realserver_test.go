@@ -338,4 +338,3 @@ func ipsum(h []byte) {
 	c := ^uint16(s)
 	h[10], h[11] = byte(c>>8), byte(c)
 }
-

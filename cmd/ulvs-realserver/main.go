@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/ulvs/ulvs/realserver"
 )
@@ -88,7 +89,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ulvs-realserver %s: unexpected arguments %q\n", mode, fs.Args())
 		return 2
 	}
-	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}).With().Timestamp().Str("cmd", "ulvs-realserver "+mode).Logger()
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(stderr)}).With().Timestamp().Str("cmd", "ulvs-realserver "+mode).Logger()
 	if len(vips) == 0 && !*undo {
 		log.Error().Msg("--vip is required")
 		return 2
@@ -133,4 +134,13 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
