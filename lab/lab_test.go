@@ -149,3 +149,27 @@ func TestNAT(t *testing.T) {
 		t.Fatalf("second down: %v", err)
 	}
 }
+
+func TestTwoDirectorsTwoClients(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 1, Directors: 2, Clients: 2, NoServers: true})
+	p := &l.Plan
+	rs, _ := p.Host("rs1")
+	for _, d := range p.Directors() {
+		pub, _ := d.Iface("public")
+		priv, _ := d.Iface("private")
+		mustPing(t, l, "client2", pub.Addr4.Addr())
+		mustPing(t, l, "client1", pub.Addr4.Addr())
+		mustPing(t, l, "rs1", priv.Addr4.Addr())
+		mustPing(t, l, d.Name, rs.Addr4())
+		if priv.Addr4.Addr() == p.Gateway4 {
+			t.Errorf("%s holds the floating gateway %s", d.Name, p.Gateway4)
+		}
+	}
+	mustPing(t, l, "client1", p.Clients()[1].Addr4())
+	// The floating gateway is nobody's until failover takes it.
+	mustNotPing(t, l, "rs1", p.Gateway4)
+	if len(l.Processes()) != 0 {
+		t.Errorf("NoServers: %d processes started", len(l.Processes()))
+	}
+}
