@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,6 +160,18 @@ func (l *Lab) buildSwitch() error {
 		return err
 	}
 	defer h.Close()
+	// The bridges only switch frames: no IPv6 link-local addresses, router
+	// solicitations or MLD reports of their own on the lab's segments.
+	if err := DoInNetns(path, func() error {
+		for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+			if err := writeSysctl(k, "1"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("switch: %w", err)
+	}
 	if err := setUp(h, "lo"); err != nil {
 		return fmt.Errorf("switch: %w", err)
 	}
@@ -424,18 +437,22 @@ func (l *Lab) startHelper(ctx context.Context, host string, args ...string) (*Pr
 }
 
 // Exec returns a command that runs argv inside the host's network
-// namespace, through nsenter, which execs argv in place: the command's PID
-// is the PID of argv itself.
+// namespace ("switch" names the bridges' namespace), through nsenter, which
+// execs argv in place: the command's PID is the PID of argv itself. For an
+// unknown host, the command's Start fails with ErrNoHost.
 func (l *Lab) Exec(ctx context.Context, host string, argv ...string) *exec.Cmd {
-	h, ok := l.Plan.Host(host)
-	ns := host
-	if ok {
+	var ns string
+	if h, ok := l.Plan.Host(host); ok {
 		ns = h.Netns
 	} else if host == "switch" {
 		ns = l.Plan.Switch
 	}
 	args := append([]string{"--net=" + NetnsPath(ns), "--"}, argv...)
-	return exec.CommandContext(ctx, "nsenter", args...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	if ns == "" {
+		cmd.Err = fmt.Errorf("lab %s: %w: %q", l.Plan.Name, ErrNoHost, host)
+	}
+	return cmd
 }
 
 // Start runs argv in the background inside the host's namespace, with its
@@ -655,18 +672,18 @@ func DownByName(stateDir, name string) error {
 		if rerr != nil {
 			return err
 		}
-		var p Plan
-		p.Name = name
+		// Only names this package makes: NAME-switch, NAME-clientN,
+		// NAME-dirN, NAME-rsN (so lab "a" never takes lab "a-b"'s).
+		re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `-(switch|client[0-9]+|dir[0-9]+|rs[0-9]+)$`)
+		p := Plan{Name: name, Switch: name + "-switch"}
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), name+"-") {
+			if re.MatchString(e.Name()) && e.Name() != p.Switch {
 				p.Hosts = append(p.Hosts, Host{Netns: e.Name()})
 			}
 		}
-		if len(p.Hosts) == 0 {
+		if len(p.Hosts) == 0 && !netnsExists(p.Switch) {
 			return err
 		}
-		p.Switch = p.Hosts[0].Netns
-		p.Hosts = p.Hosts[1:]
 		return teardown(p, stateDir, nil)
 	}
 	if err != nil {

@@ -173,3 +173,34 @@ func TestTwoDirectorsTwoClients(t *testing.T) {
 		t.Errorf("NoServers: %d processes started", len(l.Processes()))
 	}
 }
+
+func TestDownByNameWithoutState(t *testing.T) {
+	labtest.RequireRoot(t)
+	stateDir := t.TempDir()
+	name := labtest.UniqueName()
+	l, err := lab.Up(ctxT(t, 30*time.Second), lab.Spec{Name: name, Mode: lab.DR, Servers: 2, StateDir: stateDir, NoServers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Down() })
+	// A lab whose name extends this one's must survive.
+	other := labtest.New(t, lab.Spec{Name: name + "-x", Mode: lab.DR, Servers: 1, NoServers: true})
+	if err := os.Remove(lab.StatePath(stateDir, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.DownByName(stateDir, name); err != nil {
+		t.Fatalf("DownByName without a state file: %v", err)
+	}
+	assertGone(t, l, nil, stateDir)
+	for _, ns := range other.Plan.Namespaces() {
+		if _, err := os.Stat(lab.NetnsPath(ns)); err != nil {
+			t.Errorf("namespace %s of lab %s was deleted too: %v", ns, other.Plan.Name, err)
+		}
+	}
+	if err := lab.DownByName(stateDir, name); !errors.Is(err, lab.ErrNotFound) {
+		t.Errorf("DownByName of a gone lab: %v, want ErrNotFound", err)
+	}
+	if err := l.Exec(context.Background(), "nohost", "true").Run(); !errors.Is(err, lab.ErrNoHost) {
+		t.Errorf("Exec on an unknown host: %v, want ErrNoHost", err)
+	}
+}

@@ -417,10 +417,17 @@ func TestDownByNameAfterCrash(t *testing.T) {
 	if err := lab.DownByName(stateDir, name); err != nil {
 		t.Fatalf("DownByName: %v", err)
 	}
-	select {
-	case <-extra.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("sleep started in the lab still runs")
+	// They are this test's children: wait until each has exited (and been
+	// reaped), which proves DownByName stopped them.
+	for _, pr := range l.Processes() {
+		select {
+		case <-pr.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v (pid %d) started in the lab still runs", pr.Argv, pr.PID)
+		}
+	}
+	if !strings.Contains(extra.Wait().Error(), "terminated") {
+		t.Errorf("sleep ended with %v, want killed by SIGTERM", extra.Wait())
 	}
 	assertGone(t, l, pids, stateDir)
 }
