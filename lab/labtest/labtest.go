@@ -5,9 +5,14 @@ package labtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,16 +32,17 @@ func RequireRoot(t testing.TB) {
 	t.Skip("skipped: needs root to create network namespaces (run as root; under CI=true it fails instead)")
 }
 
-// New builds a lab for the test. An empty spec.Name gets a unique name
-// ("t" + PID + a counter). The lab's state goes to a temporary directory.
+// New builds a lab for the test and registers its Down with t.Cleanup. An
+// empty spec.Name gets a unique name (UniqueName). The state file goes to
+// the default state directory, so that a test binary killed before its
+// cleanups leaves a lab that `ulvslab down --name` (or the next New, see
+// SweepStale) removes.
 func New(t testing.TB, spec lab.Spec) *lab.Lab {
 	t.Helper()
 	RequireRoot(t)
+	sweepOnce.Do(func() { SweepStale(spec.StateDir) })
 	if spec.Name == "" {
 		spec.Name = UniqueName()
-	}
-	if spec.StateDir == "" {
-		spec.StateDir = t.TempDir()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -52,9 +58,37 @@ func New(t testing.TB, spec lab.Spec) *lab.Lab {
 	return l
 }
 
-var counter atomic.Int64
+var (
+	counter   atomic.Int64
+	sweepOnce sync.Once
+	testName  = regexp.MustCompile(`^t([0-9]+)-[0-9]+$`)
+)
 
-// UniqueName returns a lab name unique on this machine for this process.
+// UniqueName returns a lab name unique on this machine: "t" + this
+// process's PID + "-" + a counter.
 func UniqueName() string {
 	return fmt.Sprintf("t%d-%d", os.Getpid(), counter.Add(1))
+}
+
+// SweepStale tears down the labs that UniqueName named for test processes
+// that no longer exist (killed by a timeout before their cleanups ran). It
+// touches nothing else.
+func SweepStale(stateDir string) {
+	names, err := lab.List(stateDir)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		m := testName.FindStringSubmatch(n)
+		if m == nil {
+			continue
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = lab.DownByName(stateDir, n)
+		}
+	}
 }
