@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/songgao/water"
@@ -28,6 +29,9 @@ type TUNConfig struct {
 	VIPs     []netip.Addr
 	Device   string // TUN device name (default DefaultTunDevice)
 	StateDir string // default DefaultStateDir
+	// StatsInterval is how often Run logs the counters when they changed
+	// (default one minute; negative: never).
+	StatsInterval time.Duration
 }
 
 // Stats counts received packets per Reason.
@@ -231,14 +235,35 @@ func (t *Tunnel) Run(ctx context.Context) error {
 			errc <- t.loop(s)
 		}()
 	}
+	interval := t.cfg.StatsInterval
+	if interval == 0 {
+		interval = time.Minute
+	}
+	var tick <-chan time.Time
+	if interval > 0 {
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		tick = tk.C
+	}
 	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+	var last Stats
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-errc:
+			break loop
+		case <-tick:
+			if s := t.Stats(); s != last {
+				t.logStats(t.log.Info(), s).Msg("tun: packets")
+				last = s
+			}
+		}
 	}
 	cerr := t.Close()
 	wg.Wait()
-	t.log.Info().Uint64("injected", t.counts[Injected].Load()).Msg("tun: stopped")
+	t.logStats(t.log.Info(), t.Stats()).Msg("tun: stopped")
 	return errors.Join(err, cerr)
 }
 
@@ -277,6 +302,15 @@ func (t *Tunnel) handle(pkt []byte, outer int, proto uint8, w io.Writer) Reason 
 	}
 	t.counts[r].Add(1)
 	return r
+}
+
+func (t *Tunnel) logStats(ev *zerolog.Event, s Stats) *zerolog.Event {
+	for r := Reason(0); r < NumReasons; r++ {
+		if s[r] > 0 || r == Injected {
+			ev = ev.Uint64(r.String(), s[r])
+		}
+	}
+	return ev
 }
 
 // Stats returns the counters.

@@ -118,15 +118,7 @@ func run(args []string, stderr io.Writer) int {
 		var t *realserver.Tunnel
 		t, err = realserver.NewTunnel(realserver.TUNConfig{VIPs: vips, Device: *dev, StateDir: *stateDir}, log)
 		if err == nil {
-			err = t.Run(ctx)
-			s := t.Stats()
-			ev := log.Info()
-			for r := realserver.Reason(0); r < realserver.NumReasons; r++ {
-				if s[r] > 0 {
-					ev = ev.Uint64(r.String(), s[r])
-				}
-			}
-			ev.Msg("packets")
+			err = t.Run(ctx) // logs the counters as it stops
 		}
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,5 +187,59 @@ func TestTUNCommand(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(state); len(ents) != 0 {
 		t.Errorf("state left after SIGTERM: %v", ents)
+	}
+
+	// A crash (SIGKILL) leaves the sysctls changed and the record behind:
+	// a new run refuses to start, and --undo restores them.
+	arpIgnore := func() string {
+		var v string
+		l.Do("rs1", func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/arp_ignore")
+			v = strings.TrimSpace(string(b))
+			return err
+		})
+		return v
+	}
+	if got := arpIgnore(); got != "0" {
+		t.Fatalf("arp_ignore = %s after a clean stop, want 0", got)
+	}
+	p, err = l.Start("rs1", bin, "tun", "--vip", l.Plan.VIP4.String(), "--state-dir", state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); arpIgnore() != "1"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("second run did not set arp_ignore")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let it finish its set-up
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	var code int
+	var errb bytes.Buffer
+	l.Do("rs1", func() error {
+		code = run([]string{"tun", "--vip", l.Plan.VIP4.String(), "--state-dir", state}, &errb)
+		return nil
+	})
+	if code != 1 || !strings.Contains(errb.String(), "--undo") {
+		t.Errorf("tun after a crash: exit %d, %q; want a refusal that mentions --undo", code, errb.String())
+	}
+	if got := arpIgnore(); got != "1" {
+		t.Fatalf("arp_ignore = %s after a crash, want 1 (left by the crashed run)", got)
+	}
+	l.Do("rs1", func() error {
+		code = run([]string{"tun", "--undo", "--state-dir", state}, &errb)
+		return nil
+	})
+	if code != 0 {
+		t.Fatalf("tun --undo: exit %d: %s", code, errb.String())
+	}
+	if got := arpIgnore(); got != "0" {
+		t.Errorf("arp_ignore = %s after tun --undo, want 0", got)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state left after --undo: %v", ents)
 	}
 }
