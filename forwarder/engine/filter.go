@@ -92,7 +92,9 @@ func (a *asm) accept() { a.emit(bpf.RetConstant{Val: acceptLen}) }
 func (a *asm) reject() { a.emit(bpf.RetConstant{Val: 0}) }
 
 // ifEq emits "if A == k then <the next instruction> else skip it".
-func (a *asm) ifEq(k uint32) { a.emit(bpf.JumpIf{Cond: bpf.JumpEqual, Val: k, SkipTrue: 0, SkipFalse: 1}) }
+func (a *asm) ifEq(k uint32) {
+	a.emit(bpf.JumpIf{Cond: bpf.JumpEqual, Val: k, SkipTrue: 0, SkipFalse: 1})
+}
 
 // ifAddr16 emits a comparison of the 16 bytes at off with addr; the single
 // instruction emitted next runs only when they are equal.
