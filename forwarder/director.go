@@ -173,6 +173,24 @@ func (d *Director) Zero() {
 	}
 }
 
+// ZeroService resets the counters of one service and its real servers.
+func (d *Director) ZeroService(k ServiceKey) error {
+	d.ctl.Lock()
+	defer d.ctl.Unlock()
+	s, err := d.serviceLocked(k)
+	if err != nil {
+		return err
+	}
+	d.stats.resetService(s.id)
+	for _, ds := range s.dests {
+		d.stats.resetDest(int(ds.id))
+	}
+	return nil
+}
+
+// Now returns the director's clock (monotonic nanoseconds).
+func (d *Director) Now() int64 { return d.now() }
+
 // Drops returns the drop counters by reason name.
 func (d *Director) Drops() map[string]uint64 { return d.stats.drops() }
 
@@ -190,23 +208,12 @@ func (d *Director) VIPs() [][16]byte {
 }
 
 // NATDests returns the addresses of the NAT real servers, whose replies the
-// director must receive on its private side.
-func (d *Director) NATDests() [][16]byte {
-	d.ctl.Lock()
-	defer d.ctl.Unlock()
-	seen := map[[16]byte]bool{}
-	var out [][16]byte
-	for _, s := range d.services {
-		for _, ds := range s.dests {
-			a := ds.spec.Addr.Addr().Unmap().As16()
-			if ds.spec.Method == conntrack.MethodMasq && !seen[a] {
-				seen[a] = true
-				out = append(out, a)
-			}
-		}
-	}
-	return out
-}
+// director must receive on its private side. It reads the published
+// snapshot, so it may be called from an OnChange function.
+func (d *Director) NATDests() [][16]byte { return d.table.Load().natDests }
+
+// ServiceKeys returns the virtual services of the published snapshot.
+func (d *Director) ServiceKeys() []ServiceKey { return d.table.Load().keys }
 
 // solicit is the resolver's Solicit: an ARP request or a neighbour
 // solicitation for ip out of the interface that leads to it. It runs on the

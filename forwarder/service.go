@@ -42,10 +42,10 @@ type ServiceSpec struct {
 	Scheduler   string
 	Flags       []string      // ipvsadm -b: sh-port, sh-fallback, mh-port, mh-fallback
 	Persistence time.Duration // 0 = not persistent
-	// Netmask is the persistence granularity: an IPv4 mask for IPv4
-	// services, a prefix length (as a /N prefix) for IPv6 ones. Zero value
-	// means /32 or /128.
-	Netmask   netip.Prefix
+	// Netmask is the persistence granularity as a prefix length of the
+	// client address: 32 (128) keeps each client on its server, 24 a whole
+	// /24 (ipvsadm -M 255.255.255.0). Only used with Persistence.
+	Netmask   int
 	OnePacket bool
 }
 
@@ -93,6 +93,10 @@ type svcTable struct {
 	// anyPort0 is set when some service has port 0 (a persistent
 	// all-ports service), so lookups try port 0 after the exact port.
 	anyPort0 bool
+	// For the daemon's kernel filter: the services and the NAT real
+	// servers' addresses.
+	keys     []ServiceKey
+	natDests [][16]byte
 }
 
 func (t *svcTable) lookup(proto uint8, addr *[16]byte, port uint16) *Service {
@@ -113,11 +117,20 @@ func (t *svcTable) isVIP(a *[16]byte) bool {
 // publishLocked builds and publishes a new snapshot. ctl is held.
 func (d *Director) publishLocked() {
 	t := &svcTable{byKey: make(map[svcKey]*Service, len(d.services)), vips: map[[16]byte]struct{}{}}
+	seen := map[[16]byte]bool{}
 	for _, s := range d.services {
 		t.byKey[s.key] = s
 		t.vips[s.key.addr] = struct{}{}
+		t.keys = append(t.keys, s.spec.ServiceKey)
 		if s.key.port == 0 {
 			t.anyPort0 = true
+		}
+		for _, ds := range s.dests {
+			a := ds.spec.Addr.Addr().Unmap().As16()
+			if ds.spec.Method == conntrack.MethodMasq && !seen[a] {
+				seen[a] = true
+				t.natDests = append(t.natDests, a)
+			}
 		}
 	}
 	d.table.Store(t)
@@ -146,14 +159,8 @@ func (s *Service) applySpec(spec ServiceSpec) error {
 		PersistTimeout: uint32(spec.Persistence / time.Second),
 		OnePacket:      spec.OnePacket,
 	}
-	if spec.Netmask.IsValid() {
-		var err error
-		if ct.IPv6 {
-			err = ct.SetPrefix(spec.Netmask.Bits())
-		} else {
-			err = ct.SetNetmask(spec.Netmask.Addr())
-		}
-		if err != nil {
+	if spec.Persistence > 0 {
+		if err := ct.SetPrefix(spec.Netmask); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/packet"
+	"github.com/rs/zerolog"
+
+	"github.com/ulvs/ulvs/config"
+	"github.com/ulvs/ulvs/control"
+	"github.com/ulvs/ulvs/forwarder"
+	"github.com/ulvs/ulvs/forwarder/engine"
+	"github.com/ulvs/ulvs/forwarder/pkt"
+)
+
+// daemon is one running ulvsd: the data path, the control plane and the
+// control socket.
+type daemon struct {
+	log    zerolog.Logger
+	cfg    *config.Config
+	ifaces []forwarder.Iface
+	eng    engine.Engine
+	dir    *forwarder.Director
+	ctl    *control.Control
+	est    *control.Estimator
+	raw    *rawSender
+	sock   net.Listener
+
+	filterMu sync.Mutex
+}
+
+func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Logger) (*daemon, error) {
+	d := &daemon{log: log, cfg: cfg}
+	names := []string{cfg.Director.PublicInterface}
+	if p := cfg.Director.PrivateInterface; p != "" && p != cfg.Director.PublicInterface {
+		names = append(names, p)
+	}
+	ifaces, err := forwarder.LoadIfaces(names)
+	if err != nil {
+		return nil, err
+	}
+	d.ifaces = ifaces
+	checkKernelForwarding(log)
+
+	switch cfg.Director.Engine {
+	case config.EngineTUN:
+		return nil, errors.New("director.engine = \"tun\": the TUN engine is not available in this build yet; use \"afpacket\"")
+	default:
+		acfg := engine.AFPacketConfig{Public: names[0], Workers: cfg.Director.Workers}
+		if len(names) > 1 {
+			acfg.Private = names[1]
+		}
+		spec := d.filterSpec(cfg)
+		acfg.Filter = &spec
+		eng, err := engine.OpenAFPacket(acfg)
+		if err != nil {
+			return nil, fmt.Errorf("opening AF_PACKET engine on %s: %w", strings.Join(names, ", "), err)
+		}
+		d.eng = eng
+	}
+	raw, err := openRaw(ifaces)
+	if err != nil {
+		d.eng.Close()
+		return nil, err
+	}
+	d.raw = raw
+
+	dir, err := forwarder.New(forwarder.Config{
+		Ifaces:   ifaces,
+		MaxConns: cfg.Director.MaxConnections,
+		Raw:      raw,
+		Log:      log,
+	}, d.eng)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.dir = dir
+	if err := d.refreshRoutes(); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.est = control.NewEstimator()
+	d.ctl = control.New(&control.DirectorPlane{D: dir, Rates: d.est}, path, cfg.Director, log)
+	dir.OnChange(d.updateFilter)
+	if _, err := d.ctl.Apply(cfg); err != nil {
+		d.close()
+		return nil, fmt.Errorf("applying %s: %w", path, err)
+	}
+	sockPath := cfg.Director.ControlSocket
+	if sockPath == "" {
+		sockPath = control.DefaultSocket
+	}
+	if d.sock, err = control.Listen(sockPath); err != nil {
+		d.close()
+		return nil, err
+	}
+	log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues())).
+		Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
+	return d, nil
+}
+
+func (d *daemon) close() {
+	if d.sock != nil {
+		d.sock.Close()
+	}
+	if d.raw != nil {
+		d.raw.Close()
+	}
+	if d.eng != nil {
+		d.eng.Close()
+	}
+}
+
+// run forwards until ctx ends.
+func (d *daemon) run(ctx context.Context) error {
+	defer d.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := control.Serve(ctx, d.sock, d.ctl.Handler(d.status)); err != nil {
+			d.log.Error().Err(err).Msg("control socket")
+		}
+	}()
+	go func() { defer wg.Done(); d.est.Run(ctx, d.dir) }()
+	go func() { defer wg.Done(); d.maintain(ctx) }()
+	d.announce()
+	err := d.dir.Run(ctx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// reload re-reads the configuration file (SIGHUP).
+func (d *daemon) reload() {
+	ch, err := d.ctl.Reload()
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload refused; the running configuration is unchanged")
+		return
+	}
+	d.log.Info().Int("changes", len(ch.Ops)).Msg("reloaded")
+}
+
+// maintain refreshes the routes from the kernel.
+func (d *daemon) maintain(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.refreshRoutes(); err != nil {
+				d.log.Warn().Err(err).Msg("refreshing routes")
+			}
+		}
+	}
+}
+
+func (d *daemon) refreshRoutes() error {
+	rt, err := forwarder.LoadRoutes(d.ifaces)
+	if err != nil {
+		return err
+	}
+	d.dir.SetRoutes(rt)
+	return nil
+}
+
+// filterSpec is the kernel filter for a table: ARP and NDP, traffic to the
+// VIPs and from the NAT real servers, ICMP errors to the director.
+func (d *daemon) filterSpec(cfg *config.Config) engine.FilterSpec {
+	spec := engine.FilterSpec{ARP: true, NDP: true}
+	seen := map[netip.Addr]bool{}
+	for _, vs := range cfg.VirtualServers {
+		port := vs.Address.Port()
+		spec.VIPs = append(spec.VIPs, engine.VIP{Addr: vs.Address.Addr(), Protocol: uint8(vs.Protocol), Port: port})
+		for _, rs := range vs.RealServers {
+			if rs.Method == config.NAT && !seen[rs.Address.Addr()] {
+				seen[rs.Address.Addr()] = true
+				spec.RealServers = append(spec.RealServers, rs.Address.Addr())
+			}
+		}
+	}
+	for _, ifc := range d.ifaces {
+		for _, p := range ifc.Addrs {
+			spec.DirectorAddrs = append(spec.DirectorAddrs, p.Addr())
+		}
+	}
+	return spec
+}
+
+// updateFilter follows the service table with the kernel filter. It runs
+// with the director's control lock held, after every change.
+func (d *daemon) updateFilter() {
+	fs, ok := d.eng.(engine.FilterSetter)
+	if !ok || d.ctl == nil {
+		return
+	}
+	spec := engine.FilterSpec{ARP: true, NDP: true}
+	for _, v := range d.dir.ServiceKeys() {
+		spec.VIPs = append(spec.VIPs, engine.VIP{Addr: v.Addr, Protocol: v.Proto, Port: v.Port})
+	}
+	for _, a := range d.dir.NATDests() {
+		spec.RealServers = append(spec.RealServers, netip.AddrFrom16(a).Unmap())
+	}
+	for _, ifc := range d.ifaces {
+		for _, p := range ifc.Addrs {
+			spec.DirectorAddrs = append(spec.DirectorAddrs, p.Addr())
+		}
+	}
+	d.filterMu.Lock()
+	defer d.filterMu.Unlock()
+	if err := fs.SetFilter(spec); err != nil {
+		d.log.Error().Err(err).Msg("updating the kernel filter")
+	}
+}
+
+// announce sends gratuitous ARP (unsolicited NA for IPv6) for every VIP on
+// the public interface, so that neighbours learn at once who owns them.
+func (d *daemon) announce() {
+	var buf [128]byte
+	ifc := &d.ifaces[0]
+	for _, v := range d.dir.VIPs() {
+		var n int
+		var pd pkt.Drop
+		if pkt.IsV4(&v) {
+			n, pd = pkt.GratuitousARP(buf[:], ifc.MAC, v, pkt.NoVLAN)
+		} else {
+			n, pd = pkt.UnsolicitedNA(buf[:], ifc.MAC, v, pkt.NoVLAN)
+		}
+		if pd != pkt.DropNone {
+			continue
+		}
+		for i := 0; i < 3; i++ {
+			if err := d.raw.Send(0, buf[:n]); err != nil {
+				d.log.Warn().Err(err).Msg("gratuitous ARP")
+				break
+			}
+		}
+	}
+}
+
+func (d *daemon) status() any {
+	return map[string]any{
+		"drops":   d.dir.Drops(),
+		"engine":  d.dir.EngineStats(),
+		"standby": d.dir.Standby(),
+	}
+}
+
+// checkKernelForwarding warns when the kernel forwards IPv4: it would send
+// NAT replies out a second time, unrewritten.
+func checkKernelForwarding(log zerolog.Logger) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		log.Warn().Msg("net.ipv4.ip_forward is 1: the kernel will also forward NAT real servers' replies, unrewritten; " +
+			"set it to 0 on the director (ulvs forwards the virtual services' traffic itself)")
+	}
+}
+
+// rawSender sends frames the director originates (ARP requests, gratuitous
+// ARP) on one AF_PACKET socket per interface, receiving nothing.
+type rawSender struct {
+	conns []*packet.Conn
+}
+
+func openRaw(ifaces []forwarder.Iface) (*rawSender, error) {
+	r := &rawSender{}
+	for _, ifc := range ifaces {
+		ni, err := net.InterfaceByIndex(ifc.Index)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		c, err := packet.Listen(ni, packet.Raw, 0, nil)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("raw socket on %s: %w", ifc.Name, err)
+		}
+		r.conns = append(r.conns, c)
+	}
+	return r, nil
+}
+
+func (r *rawSender) Send(iface int, frame []byte) error {
+	if iface >= len(r.conns) {
+		return fmt.Errorf("no interface %d", iface)
+	}
+	_, err := r.conns[iface].WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr(frame[0:6])})
+	return err
+}
+
+func (r *rawSender) Close() {
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
