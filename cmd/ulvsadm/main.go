@@ -1,0 +1,155 @@
+// Command ulvsadm administers a running ulvsd with ipvsadm's command line
+// and output formats, so that LVS users' commands and scripts work
+// unchanged. It talks to ulvsd over its control socket (--socket PATH,
+// default /run/ulvs/ulvsd.sock).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ulvs/ulvs/config"
+	"github.com/ulvs/ulvs/config/ipvsadm"
+	"github.com/ulvs/ulvs/control"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one ulvsadm invocation and returns its exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd, err := ipvsadm.Parse(args)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ipvsadm.ExitCode(err)
+	}
+	switch cmd.Kind {
+	case ipvsadm.CmdHelp:
+		fmt.Fprint(stdout, ipvsadm.Usage("ulvsadm"))
+		return 0
+	case ipvsadm.CmdVersion:
+		fmt.Fprintln(stdout, ipvsadm.VersionString)
+		return 0
+	}
+	c := control.NewClient(cmd.Socket)
+	switch cmd.Kind {
+	case ipvsadm.CmdList:
+		err = list(c, cmd, stdout)
+	case ipvsadm.CmdSave:
+		err = save(c, cmd, stdout)
+	case ipvsadm.CmdRestore:
+		var in []byte
+		if in, err = io.ReadAll(stdin); err == nil {
+			err = c.Command(args, in)
+		}
+	case ipvsadm.CmdReload:
+		var r control.ChangeReply
+		if r, err = c.Reload(); err == nil {
+			for _, op := range r.Ops {
+				fmt.Fprintln(stdout, op)
+			}
+			for _, k := range r.Restart {
+				fmt.Fprintf(stderr, "ulvsadm: %s changed; it takes effect when ulvsd restarts\n", k)
+			}
+		}
+	case ipvsadm.CmdWriteConfig:
+		var data []byte
+		if data, err = c.Config(); err == nil {
+			err = writeFile(cmd.File, data)
+		}
+	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
+		err = errors.New("connection sync daemons are not available in this build of ulvs yet")
+	default:
+		err = c.Command(args, nil)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, message(err))
+		return exitCode(err)
+	}
+	return 0
+}
+
+func message(err error) string {
+	if errors.Is(err, control.ErrNoDaemon) {
+		return fmt.Sprintf("ulvsadm: %v\nIs ulvsd running? (--socket PATH names another control socket)", err)
+	}
+	return err.Error()
+}
+
+func exitCode(err error) int {
+	var re *control.RemoteError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return ipvsadm.ExitCode(err)
+}
+
+func printer(cmd *ipvsadm.Command) *ipvsadm.Printer {
+	p := &ipvsadm.Printer{}
+	if cmd.Format&ipvsadm.FmtNumeric == 0 {
+		p.Resolver = &ipvsadm.NetResolver{}
+	}
+	return p
+}
+
+func list(c *control.Client, cmd *ipvsadm.Command, w io.Writer) error {
+	conns := cmd.Options&ipvsadm.OptConnection != 0
+	s, err := c.Snapshot(conns)
+	if err != nil {
+		return err
+	}
+	if cmd.HasService() {
+		svc := s.Find(config.Key{Protocol: cmd.Service.Protocol, Address: cmd.Service.Address})
+		if svc == nil {
+			return ipvsadm.ErrListNoService
+		}
+		s.Services = []ipvsadm.Service{*svc}
+	}
+	if cmd.JSON {
+		b, err := s.JSON()
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	p := printer(cmd)
+	switch {
+	case conns:
+		return p.Conns(w, s.Conns, cmd.Format)
+	case cmd.Options&ipvsadm.OptTimeout != 0:
+		return p.Timeout(w, s.Timeouts)
+	case cmd.Options&ipvsadm.OptDaemon != 0:
+		return p.Daemon(w, s.Daemons)
+	case cmd.HasService():
+		return p.Service(w, &s.Services[0], cmd.Format)
+	}
+	return p.List(w, s, cmd.Format)
+}
+
+func save(c *control.Client, cmd *ipvsadm.Command, w io.Writer) error {
+	s, err := c.Snapshot(false)
+	if err != nil {
+		return err
+	}
+	if cmd.JSON {
+		b, err := s.JSON()
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return printer(cmd).Save(w, s, cmd.Format)
+}
+
+func writeFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
