@@ -21,7 +21,7 @@ address = "10.0.0.100:80"
   weight = -3
 `), "ulvsd.toml")
 	fmt.Println(err)
-	// Output: ulvsd.toml:13: virtual_server[0].real_server[0].weight: -3 out of range 0..65535
+	// Output: ulvsd.toml:12: virtual_server[0].real_server[0].weight: -3 out of range 0..65535
 }
 
 func ExampleDiff() {
