@@ -118,7 +118,12 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 		// Type errors from the decoder itself (a table where a value is
 		// expected, an array of tables given as a plain value...).
-		return nil, &FieldError{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: "), Err: ErrSyntax}
+		fe := &FieldError{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: "), Err: ErrSyntax}
+		if m := reDecodeErr.FindStringSubmatch(err.Error()); m != nil {
+			fe.Line, _ = strconv.Atoi(m[1])
+			fe.Key, fe.Msg = m[2], m[3]
+		}
+		return nil, fe
 	}
 	pos := indexPositions(md, string(data))
 
@@ -188,7 +193,8 @@ func (p *positions) line(key string) int {
 }
 
 var (
-	reHeader = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
+	reDecodeErr = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+	reHeader    = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
 )
 
 type occurrence struct {

@@ -169,7 +169,7 @@ func fmtDur(d time.Duration) string {
 	return d.String()
 }
 
-// ValidateVirtualServer checks one virtual service and its real servers
+// Validate checks one virtual service and its real servers
 // alone (no duplicate check against other services). Keys in the errors
 // start at "virtual_server".
 func (vs *VirtualServer) Validate() error {

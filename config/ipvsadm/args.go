@@ -472,7 +472,6 @@ func (p *Parser) parse(args []string, fromRestore bool) (*Command, error) {
 	s := svcState{netmask: math.MaxUint32}
 	dest := config.RealServer{Method: config.DR, Weight: 1}
 	var destAF6, destSet bool
-	destParse := 0
 	tunType := "ipip"
 	var schedFlagsArg string
 
@@ -642,7 +641,6 @@ func (p *Parser) parse(args []string, fromRestore bool) (*Command, error) {
 			if r.flags&servicePort != 0 {
 				port = r.port
 			}
-			destParse = r.flags
 			dest.Address = netip.AddrPortFrom(r.addr, port)
 		case 'i', 'g', 'm':
 			if e = setOpt(OptForward); e != nil {
@@ -906,7 +904,6 @@ func (p *Parser) parse(args []string, fromRestore bool) (*Command, error) {
 			return nil, e
 		}
 	}
-	_ = destParse
 	if cmd.Kind == CmdList {
 		o := cmd.Options
 		if (o&(OptConnection|OptTimeout|OptDaemon) != 0 && o&(OptStats|OptRate|OptThresholds) != 0) ||
