@@ -21,6 +21,7 @@ func main() {
 
 // run executes one ulvsadm invocation and returns its exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	args = append([]string{"ulvsadm"}, args...) // argv, as ipvsadm parses it
 	cmd, err := ipvsadm.Parse(args)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
