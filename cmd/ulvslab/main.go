@@ -31,7 +31,7 @@ commands:
                             run a command inside a host's network namespace
   show  [--name P] [--json] print a lab's addressing plan
   list                      list the labs
-  demo                      the end-to-end demo (needs ulvsd)
+  demo                      the end-to-end demo: NAT, DR and TUN through ulvsd
 
 Every command takes --state-dir DIR (default /run/ulvs). --name may be
 omitted when exactly one lab exists.
@@ -60,8 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = cmdList(args, stdout)
 	case "demo":
-		fmt.Fprintln(stderr, "ulvslab demo: the demo needs ulvsd, the director daemon, which has not landed yet (issue 4); nothing was run")
-		return 1
+		return runDemo(args, stdout, stderr)
 	case "serve", "realserver-tun":
 		// Hidden: the lab's helper roles (the real servers' built-in
 		// server and the TUN decapsulator).
