@@ -163,6 +163,9 @@ func (w *worker) inbound(bp *engine.Packet, buf []byte, svc *Service) Drop {
 		case conntrack.Created:
 			bump(&w.st.services[svc.id].conns, 1)
 			bump(&w.st.dests[w.c.Dest].conns, 1)
+			if w.c.Method == conntrack.MethodMasq {
+				w.learnClient(buf)
+			}
 		case conntrack.Existing:
 		case conntrack.NoServer:
 			// IPVS answers with port unreachable when no server is left.
@@ -179,6 +182,26 @@ func (w *worker) inbound(bp *engine.Packet, buf []byte, svc *Service) Drop {
 	bump(&ds.inPkts, 1)
 	bump(&ds.inBytes, n)
 	return w.forward(bp, buf)
+}
+
+// learnClient records an on-link client's MAC address from its first
+// packet, so that the NAT reply does not wait for an ARP exchange. Only
+// clients on a connected prefix are learnt (behind a router the frame's
+// source is the router's MAC), and only when unknown.
+func (w *worker) learnClient(buf []byte) {
+	p := &w.p
+	if w.d.cfg.L3 || p.L2Off < 0 {
+		return
+	}
+	if _, ok := w.d.neigh.Lookup(&p.Src, w.now); ok {
+		return
+	}
+	if _, hop, ok := w.d.routes.Load().Lookup(&p.Src); !ok || hop != p.Src {
+		return
+	}
+	var mac [6]byte
+	copy(mac[:], buf[p.L2Off+6:p.L2Off+12])
+	w.d.resolver.Learn(&p.Src, mac)
 }
 
 // forward sends a client's packet (or an ICMP error about its connection,
