@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -202,5 +203,52 @@ func TestDownByNameWithoutState(t *testing.T) {
 	}
 	if err := l.Exec(context.Background(), "nohost", "true").Run(); !errors.Is(err, lab.ErrNoHost) {
 		t.Errorf("Exec on an unknown host: %v, want ErrNoHost", err)
+	}
+}
+
+// assertDirectorSilent sends TCP and UDP to the VIP through the director's
+// MAC and checks that its kernel neither answers, resets nor reports an
+// error: with ip_forward=0 and no VIP address, VIP traffic is ulvs's alone.
+func assertDirectorSilent(t *testing.T, l *lab.Lab, dirName string) {
+	t.Helper()
+	dir, _ := l.Plan.Host(dirName)
+	for _, v := range l.Plan.VIPs() {
+		out, err := l.Exec(ctxT(t, 5*time.Second), "client1", "ip", "neigh", "replace", v.String(), "lladdr", dir.Ifaces[0].MAC, "dev", "eth0", "nud", "permanent").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh: %v: %s", err, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		_, err = l.Dialer("client1")(ctx, "tcp", netip.AddrPortFrom(v, 80).String())
+		cancel()
+		var ne net.Error
+		if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+			t.Errorf("TCP to %s via %s: %v, want a timeout (no RST, no ICMP from the director's kernel)", v, dirName, err)
+		}
+		c, err := l.Dialer("client1")(context.Background(), "udp", netip.AddrPortFrom(v, 7).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err = c.Read(make([]byte, 10))
+		c.Close()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("UDP to %s via %s: %v, want a timeout (no ICMP error from the director's kernel)", v, dirName, err)
+		}
+		out, err = l.Exec(ctxT(t, 5*time.Second), "client1", "ip", "neigh", "del", v.String(), "dev", "eth0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh del: %v: %s", err, out)
+		}
+	}
+}
+
+func TestDirectorKernelSilent(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, m := range []lab.Mode{lab.NAT, lab.DR} {
+		t.Run(string(m), func(t *testing.T) {
+			t.Parallel()
+			l := labtest.New(t, lab.Spec{Mode: m, Servers: 1, IPv6: true, NoServers: true})
+			assertDirectorSilent(t, l, "dir1")
+		})
 	}
 }
