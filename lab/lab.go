@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -412,11 +413,11 @@ func (l *Lab) startHelper(ctx context.Context, host string, args ...string) (*Pr
 	go func() {
 		line, err := bufio.NewReader(r).ReadString('\n')
 		if err != nil {
-			ready <- fmt.Errorf("exited before ready (see %s)", p.Log)
+			ready <- fmt.Errorf("exited before ready")
 			return
 		}
 		if strings.TrimSpace(line) != "ready" {
-			ready <- fmt.Errorf("said %q instead of ready (see %s)", strings.TrimSpace(line), p.Log)
+			ready <- fmt.Errorf("said %q instead of ready", strings.TrimSpace(line))
 			return
 		}
 		ready <- nil
@@ -428,12 +429,26 @@ func (l *Lab) startHelper(ctx context.Context, host string, args ...string) (*Pr
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-t.C:
-		err = fmt.Errorf("not ready after 10s (see %s)", p.Log)
+		err = fmt.Errorf("not ready after 10s")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", strings.Join(args, " "), host, err)
+		// The log is deleted with the lab: say what it held.
+		return nil, fmt.Errorf("%s in %s: %w; its output: %q", strings.Join(args, " "), host, err, logTail(p.Log, 1024))
 	}
 	return p, nil
+}
+
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return strings.TrimSpace(string(b))
 }
 
 // Exec returns a command that runs argv inside the host's network
