@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -81,8 +82,25 @@ func assertGone(t *testing.T, l *lab.Lab, pids []int, stateDir string) {
 	}
 }
 
+// threadNetns returns the network namespaces of this process's threads.
+func threadNetns(t *testing.T) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/task/" + e.Name() + "/ns/net"); err == nil {
+			m[l] = true
+		}
+	}
+	return m
+}
+
 func TestNAT(t *testing.T) {
 	labtest.RequireRoot(t)
+	before := threadNetns(t)
 	stateDir := t.TempDir()
 	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 2, IPv6: true, StateDir: stateDir})
 	p := &l.Plan
@@ -148,6 +166,10 @@ func TestNAT(t *testing.T) {
 	assertGone(t, l, pids, stateDir)
 	if err := l.Down(); err != nil {
 		t.Fatalf("second down: %v", err)
+	}
+	// Every thread that visited a lab namespace came back.
+	if after := threadNetns(t); len(after) != 1 || len(before) != 1 || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("threads' network namespaces: before %v, after %v", before, after)
 	}
 }
 
