@@ -49,6 +49,10 @@ type Process struct {
 	err  error
 }
 
+// Output returns what the process has written so far to stdout and
+// stderr (its log file). The log is deleted with the lab.
+func (p *Process) Output() ([]byte, error) { return os.ReadFile(p.Log) }
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
@@ -539,6 +543,23 @@ func (l *Lab) Do(host string, fn func() error) error {
 		return fmt.Errorf("%w: %s", ErrNoHost, host)
 	}
 	return DoInNetns(NetnsPath(h.Netns), fn)
+}
+
+// Sysctl sets a sysctl inside the host's namespace; key is dotted
+// ("net.ipv4.ip_forward"), and may not contain interface names with dots.
+func (l *Lab) Sysctl(host, key, value string) error {
+	return l.Do(host, func() error { return writeSysctl(key, value) })
+}
+
+// ReadSysctl reads a sysctl inside the host's namespace.
+func (l *Lab) ReadSysctl(host, key string) (string, error) {
+	var v string
+	err := l.Do(host, func() error {
+		b, err := os.ReadFile("/proc/sys/" + dotsToSlashes(key))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
 }
 
 // Dialer returns a dial function whose sockets live in the host's namespace,

@@ -135,11 +135,23 @@ func TestNAT(t *testing.T) {
 			t.Errorf("%s holds the VIP %s as a kernel address:\n%s", host, p.VIP4, out)
 		}
 	}
-	for _, key := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
-		out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "cat", key).Output()
-		if err != nil || strings.TrimSpace(string(out)) != "0" {
-			t.Errorf("director %s = %q (%v), want 0", key, out, err)
+	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		if v, err := l.ReadSysctl("dir1", key); err != nil || v != "0" {
+			t.Errorf("director %s = %q (%v), want 0", key, v, err)
 		}
+		out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "sysctl", "-n", key).Output()
+		if err != nil || strings.TrimSpace(string(out)) != "0" {
+			t.Errorf("director %s = %q (%v) seen by sysctl(8), want 0", key, out, err)
+		}
+	}
+	if err := l.Sysctl("client1", "net.ipv4.ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := l.ReadSysctl("client1", "net.ipv4.ip_forward"); v != "1" {
+		t.Errorf("Sysctl did not set client1's ip_forward: %q", v)
+	}
+	if v, _ := l.ReadSysctl("dir1", "net.ipv4.ip_forward"); v != "0" {
+		t.Errorf("Sysctl on client1 changed dir1's ip_forward: %q", v)
 	}
 	// Offloads are off on the lab's veths.
 	out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "ethtool", "-k", "eth0").Output()

@@ -397,6 +397,16 @@ func TestDownByNameAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Down() })
+	echo, err := l.Start("client1", "sh", "-c", "echo hello from $(cat /proc/sys/net/ipv4/conf/eth0/arp_ignore)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := echo.Output(); err != nil || string(out) != "hello from 0\n" {
+		t.Fatalf("Output = %q, %v", out, err)
+	}
 	extra, err := l.Start("client1", "sleep", "60")
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ type TUNConfig struct {
 type Stats [NumReasons]uint64
 
 // Get returns the count for one reason.
-func (s *Stats) Get(r Reason) uint64 { return s[r] }
+func (s Stats) Get(r Reason) uint64 { return s[r] }
 
 // Tunnel is a running userspace IP-in-IP decapsulator.
 type Tunnel struct {
