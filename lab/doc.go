@@ -27,12 +27,12 @@
 //
 // # NAT
 //
-//	client1 eth0 10.0.0.11 --+                     +-- eth0 10.0.1.11 rs1 (gw 10.0.1.1)
-//	                         |                     |
-//	               [br-public]                  [br-private]
-//	                         |                     |
-//	            dir1 eth0 10.0.0.2 --- dir1 --- eth1 10.0.1.1
-//	                  (VIP 10.0.0.100 answered by ulvs, ip_forward=0)
+//	client1               dir1 (ulvs)                  rs1, rs2, ...
+//	eth0 10.0.0.11        eth0 10.0.0.2  eth1 10.0.1.1 eth0 10.0.1.1N, gw 10.0.1.1
+//	   |                     |              |             |
+//	===+====[br-public]======+              +==[br-private]=+=====
+//	  10.0.0.0/24, VIP 10.0.0.100            10.0.1.0/24
+//	  (bridges in netns NAME-switch; each host is netns NAME-HOST)
 //
 // The VIP is in the public subnet, so the client reaches it on-link: it
 // ARPs for the VIP and ulvs, not the kernel, answers. No kernel anywhere
@@ -43,10 +43,11 @@
 //
 // # DR
 //
-//	client1 10.0.0.11   dir1 10.0.0.2   rs1 10.0.0.51   rs2 10.0.0.52
-//	      |                  |               |               |
-//	      +--------------------------[br-public]-------------+
-//	                   rsN: VIP on lo, arp_ignore=1, arp_announce=2
+//	client1          dir1 (ulvs)      rs1              rs2
+//	eth0 10.0.0.11   eth0 10.0.0.2    eth0 10.0.0.51   eth0 10.0.0.52
+//	   |                |                |  lo: VIP       |  lo: VIP
+//	===+================+===[br-public]==+================+====
+//	  10.0.0.0/24, VIP 10.0.0.100; real servers: arp_ignore=1, arp_announce=2
 //
 // One L2 segment. Each real server holds the VIP on lo, where it answers no
 // ARP (realserver.SetupDR, what `ulvs-realserver dr` does). The director
@@ -54,6 +55,12 @@
 // server answers the client directly from the VIP.
 //
 // # TUN
+//
+//	client1          dir1 (ulvs)      rs1                      rs2
+//	eth0 10.0.0.11   eth0 10.0.0.2    eth0 10.0.0.51           eth0 10.0.0.52
+//	   |                |                |  ulvstun0: VIP         |  ulvstun0: VIP
+//	===+================+===[br-public]==+========================+====
+//	  dir1 -> rsN: IP-in-IP (outer 10.0.0.2 -> 10.0.0.5N); rsN -> client: direct
 //
 // The same single segment as DR. Each real server runs the userspace
 // IP-in-IP decapsulator (`ulvs-realserver tun`, as a lab helper process),

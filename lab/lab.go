@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -47,6 +48,10 @@ type Process struct {
 	done chan struct{}
 	err  error
 }
+
+// Output returns what the process has written so far to stdout and
+// stderr (its log file). The log is deleted with the lab.
+func (p *Process) Output() ([]byte, error) { return os.ReadFile(p.Log) }
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
@@ -412,11 +417,11 @@ func (l *Lab) startHelper(ctx context.Context, host string, args ...string) (*Pr
 	go func() {
 		line, err := bufio.NewReader(r).ReadString('\n')
 		if err != nil {
-			ready <- fmt.Errorf("exited before ready (see %s)", p.Log)
+			ready <- fmt.Errorf("exited before ready")
 			return
 		}
 		if strings.TrimSpace(line) != "ready" {
-			ready <- fmt.Errorf("said %q instead of ready (see %s)", strings.TrimSpace(line), p.Log)
+			ready <- fmt.Errorf("said %q instead of ready", strings.TrimSpace(line))
 			return
 		}
 		ready <- nil
@@ -428,12 +433,26 @@ func (l *Lab) startHelper(ctx context.Context, host string, args ...string) (*Pr
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-t.C:
-		err = fmt.Errorf("not ready after 10s (see %s)", p.Log)
+		err = fmt.Errorf("not ready after 10s")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", strings.Join(args, " "), host, err)
+		// The log is deleted with the lab: say what it held.
+		return nil, fmt.Errorf("%s in %s: %w; its output: %q", strings.Join(args, " "), host, err, logTail(p.Log, 1024))
 	}
 	return p, nil
+}
+
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return strings.TrimSpace(string(b))
 }
 
 // Exec returns a command that runs argv inside the host's network
@@ -524,6 +543,23 @@ func (l *Lab) Do(host string, fn func() error) error {
 		return fmt.Errorf("%w: %s", ErrNoHost, host)
 	}
 	return DoInNetns(NetnsPath(h.Netns), fn)
+}
+
+// Sysctl sets a sysctl inside the host's namespace; key is dotted
+// ("net.ipv4.ip_forward"), and may not contain interface names with dots.
+func (l *Lab) Sysctl(host, key, value string) error {
+	return l.Do(host, func() error { return writeSysctl(key, value) })
+}
+
+// ReadSysctl reads a sysctl inside the host's namespace.
+func (l *Lab) ReadSysctl(host, key string) (string, error) {
+	var v string
+	err := l.Do(host, func() error {
+		b, err := os.ReadFile("/proc/sys/" + dotsToSlashes(key))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
 }
 
 // Dialer returns a dial function whose sockets live in the host's namespace,

@@ -3,7 +3,9 @@ package lab_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -80,8 +82,25 @@ func assertGone(t *testing.T, l *lab.Lab, pids []int, stateDir string) {
 	}
 }
 
+// threadNetns returns the network namespaces of this process's threads.
+func threadNetns(t *testing.T) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/task/" + e.Name() + "/ns/net"); err == nil {
+			m[l] = true
+		}
+	}
+	return m
+}
+
 func TestNAT(t *testing.T) {
 	labtest.RequireRoot(t)
+	before := threadNetns(t)
 	stateDir := t.TempDir()
 	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 2, IPv6: true, StateDir: stateDir})
 	p := &l.Plan
@@ -116,11 +135,23 @@ func TestNAT(t *testing.T) {
 			t.Errorf("%s holds the VIP %s as a kernel address:\n%s", host, p.VIP4, out)
 		}
 	}
-	for _, key := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
-		out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "cat", key).Output()
-		if err != nil || strings.TrimSpace(string(out)) != "0" {
-			t.Errorf("director %s = %q (%v), want 0", key, out, err)
+	for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		if v, err := l.ReadSysctl("dir1", key); err != nil || v != "0" {
+			t.Errorf("director %s = %q (%v), want 0", key, v, err)
 		}
+		out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "sysctl", "-n", key).Output()
+		if err != nil || strings.TrimSpace(string(out)) != "0" {
+			t.Errorf("director %s = %q (%v) seen by sysctl(8), want 0", key, out, err)
+		}
+	}
+	if err := l.Sysctl("client1", "net.ipv4.ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := l.ReadSysctl("client1", "net.ipv4.ip_forward"); v != "1" {
+		t.Errorf("Sysctl did not set client1's ip_forward: %q", v)
+	}
+	if v, _ := l.ReadSysctl("dir1", "net.ipv4.ip_forward"); v != "0" {
+		t.Errorf("Sysctl on client1 changed dir1's ip_forward: %q", v)
 	}
 	// Offloads are off on the lab's veths.
 	out, err := l.Exec(ctxT(t, 5*time.Second), "dir1", "ethtool", "-k", "eth0").Output()
@@ -147,6 +178,10 @@ func TestNAT(t *testing.T) {
 	assertGone(t, l, pids, stateDir)
 	if err := l.Down(); err != nil {
 		t.Fatalf("second down: %v", err)
+	}
+	// Every thread that visited a lab namespace came back.
+	if after := threadNetns(t); len(after) != 1 || len(before) != 1 || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("threads' network namespaces: before %v, after %v", before, after)
 	}
 }
 
@@ -202,5 +237,52 @@ func TestDownByNameWithoutState(t *testing.T) {
 	}
 	if err := l.Exec(context.Background(), "nohost", "true").Run(); !errors.Is(err, lab.ErrNoHost) {
 		t.Errorf("Exec on an unknown host: %v, want ErrNoHost", err)
+	}
+}
+
+// assertDirectorSilent sends TCP and UDP to the VIP through the director's
+// MAC and checks that its kernel neither answers, resets nor reports an
+// error: with ip_forward=0 and no VIP address, VIP traffic is ulvs's alone.
+func assertDirectorSilent(t *testing.T, l *lab.Lab, dirName string) {
+	t.Helper()
+	dir, _ := l.Plan.Host(dirName)
+	for _, v := range l.Plan.VIPs() {
+		out, err := l.Exec(ctxT(t, 5*time.Second), "client1", "ip", "neigh", "replace", v.String(), "lladdr", dir.Ifaces[0].MAC, "dev", "eth0", "nud", "permanent").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh: %v: %s", err, out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		_, err = l.Dialer("client1")(ctx, "tcp", netip.AddrPortFrom(v, 80).String())
+		cancel()
+		var ne net.Error
+		if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+			t.Errorf("TCP to %s via %s: %v, want a timeout (no RST, no ICMP from the director's kernel)", v, dirName, err)
+		}
+		c, err := l.Dialer("client1")(context.Background(), "udp", netip.AddrPortFrom(v, 7).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err = c.Read(make([]byte, 10))
+		c.Close()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("UDP to %s via %s: %v, want a timeout (no ICMP error from the director's kernel)", v, dirName, err)
+		}
+		out, err = l.Exec(ctxT(t, 5*time.Second), "client1", "ip", "neigh", "del", v.String(), "dev", "eth0").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh del: %v: %s", err, out)
+		}
+	}
+}
+
+func TestDirectorKernelSilent(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, m := range []lab.Mode{lab.NAT, lab.DR} {
+		t.Run(string(m), func(t *testing.T) {
+			t.Parallel()
+			l := labtest.New(t, lab.Spec{Mode: m, Servers: 1, IPv6: true, NoServers: true})
+			assertDirectorSilent(t, l, "dir1")
+		})
 	}
 }

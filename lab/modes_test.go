@@ -370,12 +370,12 @@ func TestUpFailureCleansUp(t *testing.T) {
 	stateDir := t.TempDir()
 	name := labtest.UniqueName()
 	// The helper command fails, after the namespaces and links are built.
-	_, err := lab.Up(ctxT(t, 30*time.Second), lab.Spec{Name: name, Mode: lab.NAT, Servers: 2, StateDir: stateDir, Helper: []string{"/bin/false"}})
+	_, err := lab.Up(ctxT(t, 30*time.Second), lab.Spec{Name: name, Mode: lab.NAT, Servers: 2, StateDir: stateDir, Helper: []string{"sh", "-c", "echo cannot start $0 >&2; exit 1"}})
 	if err == nil {
 		t.Fatal("Up with a failing helper succeeded")
 	}
-	if !strings.Contains(err.Error(), "rs1") {
-		t.Errorf("error does not say which host failed: %v", err)
+	if !strings.Contains(err.Error(), "rs1") || !strings.Contains(err.Error(), "cannot start serve") {
+		t.Errorf("error does not say which host failed and why: %v", err)
 	}
 	ents, _ := os.ReadDir(lab.NetnsDir)
 	for _, e := range ents {
@@ -397,6 +397,16 @@ func TestDownByNameAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Down() })
+	echo, err := l.Start("client1", "sh", "-c", "echo hello from $(cat /proc/sys/net/ipv4/conf/eth0/arp_ignore)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := echo.Output(); err != nil || string(out) != "hello from 0\n" {
+		t.Fatalf("Output = %q, %v", out, err)
+	}
 	extra, err := l.Start("client1", "sleep", "60")
 	if err != nil {
 		t.Fatal(err)

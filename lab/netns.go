@@ -41,20 +41,16 @@ func createNetns(name string) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		// This goroutine's thread is unshared into the new namespace and
-		// never returned to the scheduler: it exits locked, so the thread dies
-		// with it and no other goroutine ever runs in the new namespace.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount %s: %w", path, err)
-			return
-		}
-		errc <- nil
+		errc <- onThreadInOwnNetns(func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+			if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mount %s: %w", path, err)
+			}
+			return nil
+		})
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)
@@ -112,16 +108,34 @@ func DoInNetns(path string, fn func() error) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread has changed namespace, so it is
-		// discarded when this goroutine exits instead of being reused.
-		if err := unix.Setns(int(ns), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		errc <- fn()
+		errc <- onThreadInOwnNetns(func() error {
+			if err := unix.Setns(int(ns), unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("setns %s: %w", path, err)
+			}
+			return fn()
+		})
 	}()
 	return <-errc
+}
+
+// onThreadInOwnNetns runs fn on a locked OS thread and then moves the thread
+// back to the network namespace it started in, so that it can be reused.
+// If that fails, the thread stays locked and is discarded when the
+// goroutine exits.
+func onThreadInOwnNetns(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open own network namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	ferr := fn()
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		return errors.Join(ferr, fmt.Errorf("return to own network namespace: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 // handleAt opens a netlink handle inside the namespace at path.

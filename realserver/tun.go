@@ -38,7 +38,7 @@ type TUNConfig struct {
 type Stats [NumReasons]uint64
 
 // Get returns the count for one reason.
-func (s *Stats) Get(r Reason) uint64 { return s[r] }
+func (s Stats) Get(r Reason) uint64 { return s[r] }
 
 // Tunnel is a running userspace IP-in-IP decapsulator.
 type Tunnel struct {
@@ -127,6 +127,12 @@ func (t *Tunnel) setup() error {
 		return fmt.Errorf("tun set-up: %s: %w", t.cfg.Device, err)
 	}
 
+	if l, err := h.LinkByName("tunl0"); err == nil && l != nil {
+		// The kernel has the ipip module: its fallback tunnel would also see
+		// these packets and, while down, answer them with ICMP port
+		// unreachable. The kernel's own tunl0 is the better tool there.
+		t.log.Warn().Msg("tun: this kernel has the ipip module (tunl0 exists); prefer the kernel's tunl0 with the VIP on it, as LVS documents")
+	}
 	has4 := slices.ContainsFunc(t.cfg.VIPs, func(a netip.Addr) bool { return a.Unmap().Is4() })
 	if has4 {
 		if err := t.relaxRPFilter(h); err != nil {

@@ -24,7 +24,8 @@ import (
 const usage = `usage: ulvslab COMMAND [flags]
 
 commands:
-  up    --mode nat|dr|tun [--servers N] [--clients N] [--directors 1|2] [--name P] [--ipv6] [--no-servers]
+  up    --mode nat|dr|tun [--servers N] [--clients N] [--directors 1|2] [--name P] [--ipv6]
+        [--no-servers] [--http-port N] [--udp-echo-port N] [--udp-name-port N]
         build a lab and print its addressing plan
   down  [--name P]          tear a lab down (from its state file, even after a crash)
   exec  [--name P] HOST -- CMD [ARGS...]
@@ -98,6 +99,9 @@ func cmdUp(args []string, stdout io.Writer) error {
 	fs.StringVar(&spec.Name, "name", "", "lab name, the prefix of its namespaces (default: generated)")
 	fs.BoolVar(&spec.IPv6, "ipv6", false, "add IPv6 addresses and an IPv6 VIP")
 	fs.BoolVar(&spec.NoServers, "no-servers", false, "do not start the built-in servers on the real servers")
+	fs.IntVar(&spec.HTTPPort, "http-port", 80, "the built-in server's HTTP port")
+	fs.IntVar(&spec.UDPEchoPort, "udp-echo-port", 7, "the built-in server's UDP echo port")
+	fs.IntVar(&spec.UDPNamePort, "udp-name-port", 7001, "the built-in server's UDP port that answers its name")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -220,6 +224,12 @@ func cmdShow(args []string, stdout io.Writer) error {
 		return enc.Encode(l.Plan)
 	}
 	printPlan(stdout, &l.Plan)
+	if ps := l.Processes(); len(ps) > 0 {
+		fmt.Fprintln(stdout, "\nprocesses:")
+		for _, p := range ps {
+			fmt.Fprintf(stdout, "  %-8s pid %-7d %s (log %s)\n", p.Host, p.PID, strings.Join(p.Argv, " "), p.Log)
+		}
+	}
 	return nil
 }
 
