@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"fmt"
 	"github.com/ulvs/ulvs/config"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,4 +221,56 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(p))
 	}
 	os.Exit(code)
+}
+
+// procConn renders a connection as the kernel's /proc/net/ip_vs_conn does
+// (ip_vs_conn_seq_show: hex IPv4, %pI6 for IPv6, expiry in seconds).
+func procConn(c Conn) string {
+	addr := func(ap netip.AddrPort) string {
+		if ap.Addr().Is4() {
+			b := ap.Addr().As4()
+			return fmt.Sprintf("%02X%02X%02X%02X", b[0], b[1], b[2], b[3])
+		}
+		b := ap.Addr().As16()
+		var parts []string
+		for i := 0; i < 16; i += 2 {
+			parts = append(parts, fmt.Sprintf("%02x%02x", b[i], b[i+1]))
+		}
+		return strings.Join(parts, ":")
+	}
+	return fmt.Sprintf("%-3s %s %04X %s %04X %s %04X %-11s %7d\n", strings.ToUpper(c.Protocol.String()), addr(c.Client), c.Client.Port(),
+		addr(c.Virtual), c.Virtual.Port(), addr(c.Dest), c.Dest.Port(), c.State, c.Expires)
+}
+
+func TestCrossCheckConns(t *testing.T) {
+	conns := []Conn{
+		{Protocol: config.TCP, Client: ap("192.168.0.10:51234"), Virtual: ap("10.0.0.1:80"), Dest: ap("10.0.1.1:8080"), State: "ESTABLISHED", Expires: 899},
+		{Protocol: config.UDP, Client: ap("192.168.0.11:53"), Virtual: ap("10.0.0.1:53"), Dest: ap("10.0.1.1:53"), State: "UDP", Expires: 5},
+		{Protocol: config.TCP, Client: ap("[2001:db8:9::1]:40000"), Virtual: ap("[2001:db8::100]:443"), Dest: ap("[2001:db8:1::12]:443"), State: "SYN_RECV", Expires: 59},
+		{Protocol: config.TCP, Client: ap("192.168.0.10:0"), Virtual: ap("10.0.0.1:80"), Dest: ap("10.0.1.1:8080"), State: "NONE", Expires: 6000},
+		{Protocol: config.TCP, Client: ap("1.2.3.4:1"), Virtual: ap("10.0.0.1:80"), Dest: ap("10.0.1.1:80"), State: "TIME_WAIT", Expires: 0},
+	}
+	var proc strings.Builder
+	proc.WriteString("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n")
+	for _, c := range conns {
+		proc.WriteString(procConn(c))
+	}
+	path := filepath.Join(t.TempDir(), "ip_vs_conn")
+	os.WriteFile(path, []byte(proc.String()), 0o644)
+	for _, args := range []string{"-L -n -c", "-L -n -c --persistent-conn", "-L -c"} {
+		cmd := exec.Command("ipvsadm", strings.Fields(args)...)
+		cmd.Env = append(os.Environ(), "LD_PRELOAD="+shim(t, "faketable"), "FAKE_CONN="+path, "FAKE_IPVS=/dev/null")
+		real, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", args, err)
+		}
+		c, _ := Parse(argv(args))
+		var ours bytes.Buffer
+		(&Printer{Resolver: &NetResolver{}}).Output(&ours, c, &Snapshot{Conns: conns})
+		if ours.String() != string(real) {
+			t.Errorf("%s differs:\n--- real\n%s--- ours\n%s", args, real, ours.String())
+		} else {
+			t.Logf("%s: identical (%d bytes)", args, len(real))
+		}
+	}
 }

@@ -63,3 +63,12 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len) {
 	if (!real) real = dlsym(RTLD_NEXT, "getsockopt");
 	return real(fd, level, name, val, len);
 }
+
+/* -L -c reads /proc/net/ip_vs_conn: serve $FAKE_CONN instead. */
+FILE *fopen(const char *path, const char *mode) {
+	static FILE *(*real)(const char *, const char *);
+	if (!real) real = dlsym(RTLD_NEXT, "fopen");
+	if (strcmp(path, "/proc/net/ip_vs_conn") == 0 && getenv("FAKE_CONN"))
+		return real(getenv("FAKE_CONN"), mode);
+	return real(path, mode);
+}
