@@ -22,6 +22,8 @@ import (
 )
 
 func TestCrossCheckRealIpvsadm(t *testing.T) {
+	n := 0
+	defer func() { t.Logf("%d of %d refused command lines compared", n, len(badCommandCases)) }()
 	for _, tc := range badCommandCases {
 		if strings.HasPrefix(tc.msg, "ulvsadm:") || strings.Contains(tc.args, "--socket") || strings.Contains(tc.args, "--json") || strings.Contains(tc.args, "--reload") ||
 			tc.msg == "Scheduler or persistence engine not found" || // the kernel's answer; the shim accepts everything
@@ -29,6 +31,7 @@ func TestCrossCheckRealIpvsadm(t *testing.T) {
 			tc.args == "-a "+svc+" -r 10.0.1.1 -w 65536" { // Debian's 1.31 carries a later patch raising the weight limit to INT_MAX
 			continue
 		}
+		n++
 		cmd := exec.Command("ipvsadm", strings.Fields(tc.args)...)
 		cmd.Env = append(os.Environ(), "LD_PRELOAD="+shim(t, "logset"))
 		out, _ := cmd.CombinedOutput()
@@ -41,6 +44,8 @@ func TestCrossCheckRealIpvsadm(t *testing.T) {
 }
 
 func TestCrossCheckGood(t *testing.T) {
+	n := 0
+	defer func() { t.Logf("%d of %d accepted command lines compared", n, len(goodCommandCases)) }()
 	for _, tc := range goodCommandCases {
 		a := tc.args
 		if strings.Contains(a, "--socket") || strings.Contains(a, "--json") || strings.Contains(a, "--reload") || strings.Contains(a, "--write-config") || a == "" || strings.HasPrefix(a, "-R") ||
@@ -48,6 +53,7 @@ func TestCrossCheckGood(t *testing.T) {
 			strings.Contains(a, "2001:db8") { // IPv6 needs netlink; the shim fakes sockopt only
 			continue
 		}
+		n++
 		cmd := exec.Command("ipvsadm", strings.Fields(a)...)
 		cmd.Env = append(os.Environ(), "LD_PRELOAD="+shim(t, "logset"))
 		cmd.Stdin = strings.NewReader("")
