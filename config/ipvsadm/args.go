@@ -6,8 +6,22 @@
 // commands; ulvsadm parses, sends and prints.
 //
 // Everything here was written from a reading of ipvsadm.c, libipvs and
-// config_stream.c of ipvsadm 1.31; the deliberate differences are listed in
-// the README section for ipvsadm users and in the doc comments below.
+// config_stream.c of ipvsadm 1.31, and checked against the real binary
+// (crosscheck_test.go, build tag ipvsadmcrosscheck); the deliberate
+// differences are listed in the README section for ipvsadm users and in the
+// doc comments below.
+//
+// The intended flow:
+//
+//	res := &ipvsadm.NetResolver{}            // names as ipvsadm resolves them
+//	cmd, err := (&ipvsadm.Parser{Resolver: res}).Parse(os.Args)
+//	// err is an *Error: print Msg to stderr, exit with Code.
+//	// CmdList, CmdSave: get a Snapshot from ulvsd, then
+//	//   (&ipvsadm.Printer{Resolver: res}).Output(os.Stdout, cmd, snap)
+//	// (with -n, the resolver is not used).
+//	// Table commands: ulvsd computes next, err := cmd.ApplyTo(current)
+//	//   (validated whole; nil on error) and applies config.Diff(current, next).
+//	// CmdRestore: Parser.Restore(current, stdin) gives the whole new table.
 package ipvsadm
 
 import (

@@ -17,112 +17,114 @@ func argv(s string) []string { return append([]string{"ipvsadm"}, strings.Fields
 // generic_opt_check, tunnel_opt_check, tryhelp_exit, the popt error
 // print) or libipvs's ipvs_strerror, except the "ulvsadm: ..." lines,
 // which are ulvs's refusals of what it cannot do.
+const svc = "-t 10.0.0.1:80"
+
+var badCommandCases = []struct {
+	args string
+	msg  string
+	code int
+}{
+	// Usage and popt errors (exit -1 = 255).
+	{"-n", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
+	{"--bogus", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
+	{"-t 10.0.0.1:80 -A", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
+	{"--start-daemon", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
+	{"-L --bogus", "--bogus: unknown option", 255},
+	{"-Lq", "-Lq: unknown option", 255},
+	{"-A -t", "-t: missing argument", 255},
+	{"-L --numeric=1", "--numeric=1: option does not take an argument", 255},
+	{"-L --socket", "--socket: missing argument", 255},
+	// Second commands are unknown to ipvsadm's option loop.
+	{"-L -A", "invalid option `-A'", 2},
+	{"-A " + svc + " -h", "invalid option `-h'", 2},
+	// The command/option matrix.
+	{"-A", "You need to supply the 'service-address' option for the 'add-service' command", 2},
+	{"-a " + svc, "You need to supply the 'real-server' option for the 'add-server' command", 2},
+	{"-d " + svc, "You need to supply the 'real-server' option for the 'delete-server' command", 2},
+	{"-A " + svc + " -w 3", "Illegal 'weight' option with the 'add-service' command", 2},
+	{"-E " + svc + " -r 10.0.1.1", "Illegal 'real-server' option with the 'edit-service' command", 2},
+	{"-D " + svc + " -s rr", "Illegal 'scheduler' option with the 'delete-service' command", 2},
+	{"-d " + svc + " -r 10.0.1.1 -m", "Illegal 'forwarding-method' option with the 'delete-server' command", 2},
+	{"-C -n", "Illegal 'numeric' option with the 'flush' command", 2},
+	{"-S -c", "Illegal 'connection' option with the 'save' command", 2},
+	{"-L -s rr", "Illegal 'scheduler' option with the 'list' command", 2},
+	{"-Z -n", "Illegal 'numeric' option with the 'zero' command", 2},
+	{"-L -c " + svc, "The option 'service-address' conflicts with the 'connection' option in the 'list' command", 2},
+	{"-L --timeout --daemon", "The option 'daemon' conflicts with the 'timeout' option in the 'list' command", 2},
+	{"-L -c --stats", "options conflicts in the list command", 2},
+	{"-L --timeout --persistent-conn", "options conflicts in the list command", 2},
+	{"-A " + svc + " -t 10.0.0.2:80", "multiple 'service-address' options specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -m -g", "multiple 'forwarding-method' options specified", 2},
+	{"-L -n -n", "multiple 'numeric' options specified", 2},
+	{"-S --json", "Illegal 'json' option with the 'save' command", 2},
+	{"--reload -n", "Illegal 'numeric' option with the 'reload' command", 2},
+	// Values.
+	{"-A -t 300.1.1.1:80", "illegal virtual server address[:port] specified", 2},
+	{"-A -t 10.0.0.1:99999", "illegal virtual server address[:port] specified", 2},
+	{"-A -t 80", "illegal virtual server address[:port] specified", 2},
+	{"-A -t [2001:db8::1]", "illegal virtual server address[:port] specified", 2},
+	{"-A -t 10.0.0.1:http", "illegal virtual server address[:port] specified", 2}, // no resolver
+	{"-a " + svc + " -r bogus:80", "illegal real server address[:port] specified", 2},
+	{"-a " + svc + " -r [2001:db8::9] -i", "illegal real server address[:port] specified", 2}, // brackets need a port
+	{"-A -t 10.0.0.1", "Zero port specified for non-persistent service", 2},
+	{"-E -t 10.0.0.1:0 -s rr", "Zero port specified for non-persistent service", 2},
+	{"-A " + svc + " -o", "One-Packet Scheduling is only for UDP virtual services", 2},
+	{"-A " + svc + " -p 0", "invalid timeout value `0' specified", 2},
+	{"-A " + svc + " -p 2678401", "invalid timeout value `2678401' specified", 2},
+	{"-A " + svc + " -p1h", "invalid timeout value `1h' specified", 2},
+	{"-A " + svc + " -p 60 -M 300.0.0.0", "illegal virtual server persistent mask specified", 2},
+	{"-A -t [2001:db8::1]:80 -p -M 129", "illegal ipv6 netmask specified", 2},
+	{"-A -t [2001:db8::1]:80 -p -M x", "illegal ipv6 netmask specified", 2},
+	{"-A " + svc + " -s rr -b sh-port", "incompatible scheduler flag `sh-port'", 2},
+	{"-A " + svc + " -b mh-port", "incompatible scheduler flag `mh-port'", 2}, // default wlc
+	{"-A " + svc + " -s sh -b sh-port,fast", "invalid scheduler flag `fast'", 2},
+	{"-a " + svc + " -r 10.0.1.1 -w -3", "illegal weight specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -w 65536", "illegal weight specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -w 1.5", "illegal weight specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -x abc", "illegal u_threshold specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -y -1", "illegal l_threshold specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -y 2147483648", "illegal l_threshold specified", 2},
+	{"-a " + svc + " -r [2001:db8::2]:80 -m", "Different address family is allowed only for tunneling servers", 2},
+	{"-a " + svc + " -r [2001:db8::2]:80", "Different address family is allowed only for tunneling servers", 2},
+	{"-a " + svc + " -r 10.0.1.1 -m --tun-type ipip", "Tunnel options conflict with forward method", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-port 5000", "Illegal 'tun-port' option with the 'ipip' tunnel type", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-csum", "Illegal 'tun-csum' option with the 'ipip' tunnel type", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue", "You need to supply the 'tun-port' option for the 'gue' tunnel type", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre --tun-nocsum --tun-csum", "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre --tun-remcsum", "Illegal 'tun-remcsum' option with the 'gre' tunnel type", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type vxlan", "illegal tunnel type specified", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue --tun-port 0", "illegal tunnel port specified", 2},
+	{"--set 1 2", "--set option requires 3 timeout values", 2},
+	{"--set 1 2 x", "invalid timeout value `x' specified", 2},
+	{"--set 1 2 2678401", "invalid timeout value `2678401' specified", 2},
+	{"--set 1 2 3 4", "unexpected argument 4", 2},
+	{"-C foo", "unexpected argument foo", 2},
+	{"--start-daemon foo", "illegal start-daemon parameter specified", 2},
+	{"--stop-daemon foo", "illegal start_daemon specified", 2},
+	{"--start-daemon master --syncid 256", "illegal syncid specified", 2},
+	{"--start-daemon master --mcast-group 10.0.0.1", "invalid IPv4 mcast-group `10.0.0.1'", 2},
+	{"--start-daemon master --mcast-group 2001:db8::1", "invalid IPv6 mcast-group `2001:db8::1'", 2},
+	{"--start-daemon master --mcast-port 0", "illegal mcast-port specified", 2},
+	{"--start-daemon master --mcast-ttl 256", "illegal mcast-ttl specified", 2},
+	{"--start-daemon master --sync-maxlen 65508", "illegal sync-maxlen specified", 2},
+	{"-A -6 " + svc, "-6 used before -f\n", 2},
+	{"-A -f 0", "invalid fwmark value `0' specified", 2},
+	{"-A -f 4294967296", "invalid fwmark value `4294967296' specified", 2},
+	// Kernel answers (libipvs's ipvs_strerror), exit -1 = 255.
+	{"-A " + svc + " -s fastest", "Scheduler or persistence engine not found", 255},
+	{"-E " + svc + " -s fastest", "Scheduler or persistence engine not found", 255},
+	// What ulvs cannot do.
+	{"-A -f 1", "ulvsadm: firewall-mark services (-f) are not supported by ulvs in userspace", 2},
+	{"-A -f 1 -6 -s rr", "ulvsadm: firewall-mark services (-f) are not supported by ulvs in userspace", 2},
+	{"-A --sctp-service 10.0.0.1:80", "ulvsadm: SCTP services (--sctp-service) are not supported by ulvs in userspace", 2},
+	{"-A " + svc + " -p --pe sip", "ulvsadm: persistence engines (--pe) are not supported by ulvs in userspace", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue --tun-port 6080", "ulvsadm: GUE and GRE tunnels (--tun-type gue) are not supported by ulvs in userspace", 2},
+	{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre", "ulvsadm: GUE and GRE tunnels (--tun-type gre) are not supported by ulvs in userspace", 2},
+	{"-A " + svc + " -p 60 -M 255.0.255.0", "ulvsadm: non-contiguous netmasks (255.0.255.0) are not supported by ulvs in userspace", 2},
+}
+
 func TestBadCommands(t *testing.T) {
-	const svc = "-t 10.0.0.1:80"
-	cases := []struct {
-		args string
-		msg  string
-		code int
-	}{
-		// Usage and popt errors (exit -1 = 255).
-		{"-n", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
-		{"--bogus", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
-		{"-t 10.0.0.1:80 -A", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
-		{"--start-daemon", "Try `ipvsadm -h' or 'ipvsadm --help' for more information.", 255},
-		{"-L --bogus", "--bogus: unknown option", 255},
-		{"-Lq", "-Lq: unknown option", 255},
-		{"-A -t", "-t: missing argument", 255},
-		{"-L --numeric=1", "--numeric=1: option does not take an argument", 255},
-		{"-L --socket", "--socket: missing argument", 255},
-		// Second commands are unknown to ipvsadm's option loop.
-		{"-L -A", "invalid option `-A'", 2},
-		{"-A " + svc + " -h", "invalid option `-h'", 2},
-		// The command/option matrix.
-		{"-A", "You need to supply the 'service-address' option for the 'add-service' command", 2},
-		{"-a " + svc, "You need to supply the 'real-server' option for the 'add-server' command", 2},
-		{"-d " + svc, "You need to supply the 'real-server' option for the 'delete-server' command", 2},
-		{"-A " + svc + " -w 3", "Illegal 'weight' option with the 'add-service' command", 2},
-		{"-E " + svc + " -r 10.0.1.1", "Illegal 'real-server' option with the 'edit-service' command", 2},
-		{"-D " + svc + " -s rr", "Illegal 'scheduler' option with the 'delete-service' command", 2},
-		{"-d " + svc + " -r 10.0.1.1 -m", "Illegal 'forwarding-method' option with the 'delete-server' command", 2},
-		{"-C -n", "Illegal 'numeric' option with the 'flush' command", 2},
-		{"-S -c", "Illegal 'connection' option with the 'save' command", 2},
-		{"-L -s rr", "Illegal 'scheduler' option with the 'list' command", 2},
-		{"-Z -n", "Illegal 'numeric' option with the 'zero' command", 2},
-		{"-L -c " + svc, "The option 'service-address' conflicts with the 'connection' option in the 'list' command", 2},
-		{"-L --timeout --daemon", "The option 'daemon' conflicts with the 'timeout' option in the 'list' command", 2},
-		{"-L -c --stats", "options conflicts in the list command", 2},
-		{"-L --timeout --persistent-conn", "options conflicts in the list command", 2},
-		{"-A " + svc + " -t 10.0.0.2:80", "multiple 'service-address' options specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -m -g", "multiple 'forwarding-method' options specified", 2},
-		{"-L -n -n", "multiple 'numeric' options specified", 2},
-		{"-S --json", "Illegal 'json' option with the 'save' command", 2},
-		{"--reload -n", "Illegal 'numeric' option with the 'reload' command", 2},
-		// Values.
-		{"-A -t 300.1.1.1:80", "illegal virtual server address[:port] specified", 2},
-		{"-A -t 10.0.0.1:99999", "illegal virtual server address[:port] specified", 2},
-		{"-A -t 80", "illegal virtual server address[:port] specified", 2},
-		{"-A -t [2001:db8::1]", "illegal virtual server address[:port] specified", 2},
-		{"-A -t 10.0.0.1:http", "illegal virtual server address[:port] specified", 2}, // no resolver
-		{"-a " + svc + " -r bogus:80", "illegal real server address[:port] specified", 2},
-		{"-a " + svc + " -r [2001:db8::9] -i", "illegal real server address[:port] specified", 2}, // brackets need a port
-		{"-A -t 10.0.0.1", "Zero port specified for non-persistent service", 2},
-		{"-E -t 10.0.0.1:0 -s rr", "Zero port specified for non-persistent service", 2},
-		{"-A " + svc + " -o", "One-Packet Scheduling is only for UDP virtual services", 2},
-		{"-A " + svc + " -p 0", "invalid timeout value `0' specified", 2},
-		{"-A " + svc + " -p 2678401", "invalid timeout value `2678401' specified", 2},
-		{"-A " + svc + " -p1h", "invalid timeout value `1h' specified", 2},
-		{"-A " + svc + " -p 60 -M 300.0.0.0", "illegal virtual server persistent mask specified", 2},
-		{"-A -t [2001:db8::1]:80 -p -M 129", "illegal ipv6 netmask specified", 2},
-		{"-A -t [2001:db8::1]:80 -p -M x", "illegal ipv6 netmask specified", 2},
-		{"-A " + svc + " -s rr -b sh-port", "incompatible scheduler flag `sh-port'", 2},
-		{"-A " + svc + " -b mh-port", "incompatible scheduler flag `mh-port'", 2}, // default wlc
-		{"-A " + svc + " -s sh -b sh-port,fast", "invalid scheduler flag `fast'", 2},
-		{"-a " + svc + " -r 10.0.1.1 -w -3", "illegal weight specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -w 65536", "illegal weight specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -w 1.5", "illegal weight specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -x abc", "illegal u_threshold specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -y -1", "illegal l_threshold specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -y 2147483648", "illegal l_threshold specified", 2},
-		{"-a " + svc + " -r [2001:db8::2]:80 -m", "Different address family is allowed only for tunneling servers", 2},
-		{"-a " + svc + " -r [2001:db8::2]:80", "Different address family is allowed only for tunneling servers", 2},
-		{"-a " + svc + " -r 10.0.1.1 -m --tun-type ipip", "Tunnel options conflict with forward method", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-port 5000", "Illegal 'tun-port' option with the 'ipip' tunnel type", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-csum", "Illegal 'tun-csum' option with the 'ipip' tunnel type", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue", "You need to supply the 'tun-port' option for the 'gue' tunnel type", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre --tun-nocsum --tun-csum", "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre --tun-remcsum", "Illegal 'tun-remcsum' option with the 'gre' tunnel type", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type vxlan", "illegal tunnel type specified", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue --tun-port 0", "illegal tunnel port specified", 2},
-		{"--set 1 2", "--set option requires 3 timeout values", 2},
-		{"--set 1 2 x", "invalid timeout value `x' specified", 2},
-		{"--set 1 2 2678401", "invalid timeout value `2678401' specified", 2},
-		{"--set 1 2 3 4", "unexpected argument 4", 2},
-		{"-C foo", "unexpected argument foo", 2},
-		{"--start-daemon foo", "illegal start-daemon parameter specified", 2},
-		{"--stop-daemon foo", "illegal start_daemon specified", 2},
-		{"--start-daemon master --syncid 256", "illegal syncid specified", 2},
-		{"--start-daemon master --mcast-group 10.0.0.1", "invalid IPv4 mcast-group `10.0.0.1'", 2},
-		{"--start-daemon master --mcast-group 2001:db8::1", "invalid IPv6 mcast-group `2001:db8::1'", 2},
-		{"--start-daemon master --mcast-port 0", "illegal mcast-port specified", 2},
-		{"--start-daemon master --mcast-ttl 256", "illegal mcast-ttl specified", 2},
-		{"--start-daemon master --sync-maxlen 65508", "illegal sync-maxlen specified", 2},
-		{"-A -6 " + svc, "-6 used before -f\n", 2},
-		{"-A -f 0", "invalid fwmark value `0' specified", 2},
-		{"-A -f 4294967296", "invalid fwmark value `4294967296' specified", 2},
-		// Kernel answers (libipvs's ipvs_strerror), exit -1 = 255.
-		{"-A " + svc + " -s fastest", "Scheduler or persistence engine not found", 255},
-		{"-E " + svc + " -s fastest", "Scheduler or persistence engine not found", 255},
-		// What ulvs cannot do.
-		{"-A -f 1", "ulvsadm: firewall-mark services (-f) are not supported by ulvs in userspace", 2},
-		{"-A -f 1 -6 -s rr", "ulvsadm: firewall-mark services (-f) are not supported by ulvs in userspace", 2},
-		{"-A --sctp-service 10.0.0.1:80", "ulvsadm: SCTP services (--sctp-service) are not supported by ulvs in userspace", 2},
-		{"-A " + svc + " -p --pe sip", "ulvsadm: persistence engines (--pe) are not supported by ulvs in userspace", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gue --tun-port 6080", "ulvsadm: GUE and GRE tunnels (--tun-type gue) are not supported by ulvs in userspace", 2},
-		{"-a " + svc + " -r 10.0.1.1 -i --tun-type gre", "ulvsadm: GUE and GRE tunnels (--tun-type gre) are not supported by ulvs in userspace", 2},
-		{"-A " + svc + " -p 60 -M 255.0.255.0", "ulvsadm: non-contiguous netmasks (255.0.255.0) are not supported by ulvs in userspace", 2},
-	}
-	for _, tc := range cases {
+	for _, tc := range badCommandCases {
 		t.Run(tc.args, func(t *testing.T) {
 			cmd, err := Parse(argv(tc.args))
 			if cmd != nil {
@@ -145,16 +147,27 @@ func TestBadCommands(t *testing.T) {
 	}
 }
 
-func TestGoodCommands(t *testing.T) {
-	v4 := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-	vs := func(p config.Protocol, a, sched string, persist time.Duration, mask int, flags []string, ops bool) config.VirtualServer {
+func v4(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+var (
+	vs               func(p config.Protocol, a, sched string, persist time.Duration, mask int, flags []string, ops bool) config.VirtualServer
+	rs               func(a string, m config.Method, w int, u, l uint32) config.RealServer
+	defRS            config.RealServer
+	goodCommandCases []struct {
+		args string
+		want Command
+	}
+)
+
+func init() {
+	vs = func(p config.Protocol, a, sched string, persist time.Duration, mask int, flags []string, ops bool) config.VirtualServer {
 		return config.VirtualServer{Protocol: p, Address: v4(a), Scheduler: sched, Persistence: persist, Netmask: mask, SchedFlags: flags, OnePacket: ops}
 	}
-	rs := func(a string, m config.Method, w int, u, l uint32) config.RealServer {
+	rs = func(a string, m config.Method, w int, u, l uint32) config.RealServer {
 		return config.RealServer{Address: v4(a), Method: m, Weight: w, UpperThreshold: u, LowerThreshold: l}
 	}
-	defRS := config.RealServer{Method: config.DR, Weight: 1}
-	cases := []struct {
+	defRS = config.RealServer{Method: config.DR, Weight: 1}
+	goodCommandCases = []struct {
 		args string
 		want Command
 	}{
@@ -217,7 +230,10 @@ func TestGoodCommands(t *testing.T) {
 		{"-h -A", Command{Kind: CmdHelp}},
 		{"-v", Command{Kind: CmdVersion}},
 	}
-	for _, tc := range cases {
+}
+
+func TestGoodCommands(t *testing.T) {
+	for _, tc := range goodCommandCases {
 		t.Run(tc.args, func(t *testing.T) {
 			cmd, err := Parse(argv(tc.args))
 			if err != nil {

@@ -475,3 +475,22 @@ func (p *Printer) service(b *strings.Builder, se *Service, f Format) {
 		}
 	}
 }
+
+// ToConfig returns the snapshot's table as a configuration, for
+// `ulvsadm --write-config`: director and conntrack settings from base (nil
+// = defaults), timeouts and services (thresholds included) from the
+// snapshot, in the snapshot's order.
+func (s *Snapshot) ToConfig(base *config.Config) *config.Config {
+	c := base.Clone()
+	if c == nil {
+		c = config.New()
+	}
+	if t := s.Timeouts; t.TCP > 0 && t.TCPFin > 0 && t.UDP > 0 {
+		c.Timeouts = config.Timeouts{TCP: time.Duration(t.TCP) * time.Second, TCPFin: time.Duration(t.TCPFin) * time.Second, UDP: time.Duration(t.UDP) * time.Second}
+	}
+	c.VirtualServers = nil
+	for i := range s.Services {
+		c.VirtualServers = append(c.VirtualServers, s.Services[i].VirtualServer())
+	}
+	return c
+}

@@ -363,3 +363,21 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("JSON round trip:\n%+v\n%+v", back, *s)
 	}
 }
+
+func TestSnapshotToConfig(t *testing.T) {
+	for _, path := range []string{"../testdata/example.toml", "../testdata/full.toml"} {
+		c, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := FromConfig(c).ToConfig(c)
+		if !reflect.DeepEqual(back, c) {
+			t.Fatalf("%s:\n%+v\n%+v", path, back, c)
+		}
+		// And the TOML written from a live snapshot parses to the same table.
+		again, err := config.Parse(config.Marshal(back), "live.toml")
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+}
