@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/ulvs/ulvs/config"
 	"github.com/ulvs/ulvs/config/ipvsadm"
 	"github.com/ulvs/ulvs/control"
 )
@@ -37,10 +36,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	c := control.NewClient(cmd.Socket)
 	switch cmd.Kind {
-	case ipvsadm.CmdList:
+	case ipvsadm.CmdList, ipvsadm.CmdSave:
 		err = list(c, cmd, stdout)
-	case ipvsadm.CmdSave:
-		err = save(c, cmd, stdout)
 	case ipvsadm.CmdRestore:
 		var in []byte
 		if in, err = io.ReadAll(stdin); err == nil {
@@ -96,55 +93,14 @@ func printer(cmd *ipvsadm.Command) *ipvsadm.Printer {
 	return p
 }
 
+// list prints a listing (-L in all its forms, -S) from the daemon's
+// snapshot, as ipvsadm would.
 func list(c *control.Client, cmd *ipvsadm.Command, w io.Writer) error {
-	conns := cmd.Options&ipvsadm.OptConnection != 0
-	s, err := c.Snapshot(conns)
+	s, err := c.Snapshot(cmd.Options&ipvsadm.OptConnection != 0)
 	if err != nil {
 		return err
 	}
-	if cmd.HasService() {
-		svc := s.Find(config.Key{Protocol: cmd.Service.Protocol, Address: cmd.Service.Address})
-		if svc == nil {
-			return ipvsadm.ErrListNoService
-		}
-		s.Services = []ipvsadm.Service{*svc}
-	}
-	if cmd.JSON {
-		b, err := s.JSON()
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	p := printer(cmd)
-	switch {
-	case conns:
-		return p.Conns(w, s.Conns, cmd.Format)
-	case cmd.Options&ipvsadm.OptTimeout != 0:
-		return p.Timeout(w, s.Timeouts)
-	case cmd.Options&ipvsadm.OptDaemon != 0:
-		return p.Daemon(w, s.Daemons)
-	case cmd.HasService():
-		return p.Service(w, &s.Services[0], cmd.Format)
-	}
-	return p.List(w, s, cmd.Format)
-}
-
-func save(c *control.Client, cmd *ipvsadm.Command, w io.Writer) error {
-	s, err := c.Snapshot(false)
-	if err != nil {
-		return err
-	}
-	if cmd.JSON {
-		b, err := s.JSON()
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	return printer(cmd).Save(w, s, cmd.Format)
+	return printer(cmd).Output(w, cmd, s)
 }
 
 func writeFile(path string, data []byte) error {
