@@ -203,7 +203,7 @@ func TestSHLookupAndFlags(t *testing.T) {
 func TestDH(t *testing.T) {
 	p := mustPool(t, "dh", 0, Options{})
 	ds := []*Dest{dest("10.0.0.1:80", 1), dest("10.0.0.2:80", 5), dest("10.0.0.3:80", 1)}
-	p.Add(ds[2], ds[1], ds[0]) // list order ds[0], ds[1], ds[2]
+	p.Add(ds[2], ds[1], ds[0])                              // list order ds[0], ds[1], ds[2]
 	f := &Flow{Dst: netip.MustParseAddr("10.0.0.1").As16()} // hash_32 -> 39; 39 % 3 = 0
 	if got := p.Schedule(f, 0); got != ds[0] {
 		t.Fatalf("dh: got %v", name0(got))
