@@ -117,8 +117,12 @@ type argMinTree struct {
 	c   int
 	cmp cmpKind
 	win []int32
-	oh  []int64 // per leaf: the scheduler's overhead
-	w   []int64 // per leaf: weight; 0 = not eligible
+	key []amKey // per leaf
+}
+
+type amKey struct {
+	oh int64 // the scheduler's overhead
+	w  int64 // weight; 0 = not eligible
 }
 
 func (t *argMinTree) init(c int, cmp cmpKind) {
@@ -128,57 +132,86 @@ func (t *argMinTree) init(c int, cmp cmpKind) {
 	for i := range t.win {
 		t.win[i] = -1
 	}
-	t.oh = make([]int64, c)
-	t.w = make([]int64, c)
+	t.key = make([]amKey, c)
 }
 
 // better reports whether leaf b (later in list order) replaces leaf a in the
 // kernel's scan.
 func (t *argMinTree) better(b, a int32) bool {
+	ka, kb := &t.key[a], &t.key[b]
 	switch t.cmp {
 	case cmpLC:
-		return t.oh[b] < t.oh[a]
+		return kb.oh < ka.oh
 	case cmpNQ:
-		if t.oh[a] == 1 {
+		if ka.oh == 1 {
 			return false
 		}
-		if t.oh[b] == 1 {
+		if kb.oh == 1 {
 			return true
 		}
 	}
-	return t.oh[a]*t.w[b] > t.oh[b]*t.w[a]
-}
-
-func (t *argMinTree) combine(a, b int32) int32 {
-	if a < 0 {
-		return b
-	}
-	if b < 0 || !t.better(b, a) {
-		return a
-	}
-	return b
+	return ka.oh*kb.w > kb.oh*ka.w
 }
 
 // set stores leaf i's key (w = 0: not eligible) and updates its ancestors.
 func (t *argMinTree) set(i int, oh, w int64) {
-	t.oh[i], t.w[i] = oh, w
+	k := &t.key[i]
 	n := t.c + i
 	leaf := int32(i)
+	nl := int32(-1)
 	if w > 0 {
-		t.win[n] = leaf
-	} else {
-		t.win[n] = -1
+		nl = leaf
 	}
-	for n > 1 {
-		n >>= 1
-		old := t.win[n]
-		nw := t.combine(t.win[2*n], t.win[2*n+1])
-		if nw == old && nw != leaf {
-			// The winner here is unchanged and is not the leaf whose key
-			// moved, so every ancestor sees the same candidates as before.
-			return
+	if k.oh == oh && k.w == w && t.win[n] == nl {
+		return // nothing the comparisons see has changed
+	}
+	k.oh, k.w = oh, w
+	t.win[n] = nl
+	// One loop per comparison, so that the climb has no switch inside.
+	switch t.cmp {
+	case cmpLC:
+		for n > 1 {
+			n >>= 1
+			a, b := t.win[2*n], t.win[2*n+1]
+			if a < 0 || (b >= 0 && t.key[b].oh < t.key[a].oh) {
+				a = b
+			}
+			if a == t.win[n] && a != leaf {
+				// The winner here is unchanged and is not the leaf whose
+				// key moved, so every ancestor sees the same candidates.
+				return
+			}
+			t.win[n] = a
 		}
-		t.win[n] = nw
+	case cmpWLC:
+		for n > 1 {
+			n >>= 1
+			a, b := t.win[2*n], t.win[2*n+1]
+			if a < 0 {
+				a = b
+			} else if b >= 0 {
+				ka, kb := &t.key[a], &t.key[b]
+				if ka.oh*kb.w > kb.oh*ka.w {
+					a = b
+				}
+			}
+			if a == t.win[n] && a != leaf {
+				return
+			}
+			t.win[n] = a
+		}
+	default:
+		for n > 1 {
+			n >>= 1
+			a, b := t.win[2*n], t.win[2*n+1]
+			if a < 0 || (b >= 0 && t.better(b, a)) {
+				a = b
+			}
+			if a == t.win[n] && a != leaf {
+				return
+			}
+			t.win[n] = a
+		}
 	}
 }
 

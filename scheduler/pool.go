@@ -591,6 +591,9 @@ func (p *Pool) Schedule(f *Flow, now int64) *Dest {
 	case kLBLCR:
 		p.lastNow = now
 		d = p.schedLBLCR(f, now)
+	default:
+		// SetScheduler switched to dh, sh or mh while this call waited.
+		d = p.tab.Load().lookup(f)
 	}
 	p.mu.Unlock()
 	return d
