@@ -112,107 +112,71 @@ const (
 )
 
 // argMinTree keeps, for every range, the leftmost leaf that the kernel's
-// scan would pick in that range (-1 if none is eligible).
+// scan would pick in that range, with that leaf's key copied into the node
+// so that a climb reads only the two children (16 bytes each, adjacent).
 type argMinTree struct {
-	c   int
-	cmp cmpKind
-	win []int32
-	key []amKey // per leaf
+	c    int
+	cmp  cmpKind
+	node []amNode
 }
 
-type amKey struct {
-	oh int64 // the scheduler's overhead
-	w  int64 // weight; 0 = not eligible
+type amNode struct {
+	oh  int64 // the scheduler's overhead
+	w   int32 // weight; 0 = not eligible
+	idx int32 // the winning leaf, -1 if none is eligible
 }
 
 func (t *argMinTree) init(c int, cmp cmpKind) {
 	t.c = c
 	t.cmp = cmp
-	t.win = make([]int32, 2*c)
-	for i := range t.win {
-		t.win[i] = -1
+	t.node = make([]amNode, 2*c)
+	for i := range t.node {
+		t.node[i].idx = -1
 	}
-	t.key = make([]amKey, c)
 }
 
-// better reports whether leaf b (later in list order) replaces leaf a in the
-// kernel's scan.
-func (t *argMinTree) better(b, a int32) bool {
-	ka, kb := &t.key[a], &t.key[b]
+// better reports whether b (later in list order) replaces a in the kernel's
+// scan; both are eligible.
+func (t *argMinTree) better(b, a *amNode) bool {
 	switch t.cmp {
 	case cmpLC:
-		return kb.oh < ka.oh
+		return b.oh < a.oh
 	case cmpNQ:
-		if ka.oh == 1 {
+		if a.oh == 1 {
 			return false
 		}
-		if kb.oh == 1 {
+		if b.oh == 1 {
 			return true
 		}
 	}
-	return ka.oh*kb.w > kb.oh*ka.w
+	return a.oh*int64(b.w) > b.oh*int64(a.w)
 }
 
 // set stores leaf i's key (w = 0: not eligible) and updates its ancestors.
-func (t *argMinTree) set(i int, oh, w int64) {
-	k := &t.key[i]
+func (t *argMinTree) set(i int, oh int64, w int32) {
 	n := t.c + i
 	leaf := int32(i)
-	nl := int32(-1)
+	nv := amNode{oh: oh, w: w, idx: -1}
 	if w > 0 {
-		nl = leaf
+		nv.idx = leaf
 	}
-	if k.oh == oh && k.w == w && t.win[n] == nl {
+	if t.node[n] == nv {
 		return // nothing the comparisons see has changed
 	}
-	k.oh, k.w = oh, w
-	t.win[n] = nl
-	// One loop per comparison, so that the climb has no switch inside.
-	switch t.cmp {
-	case cmpLC:
-		for n > 1 {
-			n >>= 1
-			a, b := t.win[2*n], t.win[2*n+1]
-			if a < 0 || (b >= 0 && t.key[b].oh < t.key[a].oh) {
-				a = b
-			}
-			if a == t.win[n] && a != leaf {
-				// The winner here is unchanged and is not the leaf whose
-				// key moved, so every ancestor sees the same candidates.
-				return
-			}
-			t.win[n] = a
+	t.node[n] = nv
+	for n > 1 {
+		n >>= 1
+		a, b := &t.node[2*n], &t.node[2*n+1]
+		if a.idx < 0 || (b.idx >= 0 && t.better(b, a)) {
+			a = b
 		}
-	case cmpWLC:
-		for n > 1 {
-			n >>= 1
-			a, b := t.win[2*n], t.win[2*n+1]
-			if a < 0 {
-				a = b
-			} else if b >= 0 {
-				ka, kb := &t.key[a], &t.key[b]
-				if ka.oh*kb.w > kb.oh*ka.w {
-					a = b
-				}
-			}
-			if a == t.win[n] && a != leaf {
-				return
-			}
-			t.win[n] = a
+		if *a == t.node[n] && a.idx != leaf {
+			// The winner here and its key are unchanged and it is not the
+			// leaf that moved, so every ancestor sees the same candidates.
+			return
 		}
-	default:
-		for n > 1 {
-			n >>= 1
-			a, b := t.win[2*n], t.win[2*n+1]
-			if a < 0 || (b >= 0 && t.better(b, a)) {
-				a = b
-			}
-			if a == t.win[n] && a != leaf {
-				return
-			}
-			t.win[n] = a
-		}
+		t.node[n] = *a
 	}
 }
 
-func (t *argMinTree) root() int { return int(t.win[1]) }
+func (t *argMinTree) root() int { return int(t.node[1].idx) }

@@ -229,9 +229,9 @@ func (p *Pool) refresh(i int) {
 		}
 		p.mx.set(i, ew)
 	case kLC, kWLC, kLBLC, kLBLCR:
-		p.mn.set(i, int64(a<<8+in), ew)
+		p.mn.set(i, int64(a<<8+in), int32(ew))
 	case kSED, kNQ:
-		p.mn.set(i, int64(a+1), ew)
+		p.mn.set(i, int64(a+1), int32(ew))
 	case kTWOS:
 		p.sm.set(i, ew)
 	}
