@@ -164,18 +164,46 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 		return // nothing the comparisons see has changed
 	}
 	t.node[n] = nv
-	for n > 1 {
-		n >>= 1
-		a, b := &t.node[2*n], &t.node[2*n+1]
-		if a.idx < 0 || (b.idx >= 0 && t.better(b, a)) {
-			a = b
+	// One climb per comparison, so that the loop has no switch inside.
+	switch t.cmp {
+	case cmpLC:
+		for n > 1 {
+			n >>= 1
+			a, b := &t.node[2*n], &t.node[2*n+1]
+			if a.idx < 0 || (b.idx >= 0 && b.oh < a.oh) {
+				a = b
+			}
+			if t.node[n] == *a && a.idx != leaf {
+				// The winner here and its key are unchanged and it is not
+				// the leaf that moved: every ancestor sees the same input.
+				return
+			}
+			t.node[n] = *a
 		}
-		if *a == t.node[n] && a.idx != leaf {
-			// The winner here and its key are unchanged and it is not the
-			// leaf that moved, so every ancestor sees the same candidates.
-			return
+	case cmpWLC:
+		for n > 1 {
+			n >>= 1
+			a, b := &t.node[2*n], &t.node[2*n+1]
+			if a.idx < 0 || (b.idx >= 0 && a.oh*int64(b.w) > b.oh*int64(a.w)) {
+				a = b
+			}
+			if t.node[n] == *a && a.idx != leaf {
+				return
+			}
+			t.node[n] = *a
 		}
-		t.node[n] = *a
+	default:
+		for n > 1 {
+			n >>= 1
+			a, b := &t.node[2*n], &t.node[2*n+1]
+			if a.idx < 0 || (b.idx >= 0 && t.better(b, a)) {
+				a = b
+			}
+			if t.node[n] == *a && a.idx != leaf {
+				return
+			}
+			t.node[n] = *a
+		}
 	}
 }
 
