@@ -23,7 +23,7 @@
 //     cursor, wrr the next server with weight >= cw, fo/ovf the first server
 //     of maximal weight;
 //   - an arg-min tree (lc, wlc, sed, nq, lblc, lblcr) whose node holds the
-//     leftmost best leaf of its range. The kernel's scan keeps a server until
+//     leftmost best leaf of its range (with a copy of its key). The kernel's scan keeps a server until
 //     a later one is strictly better, so it returns the leftmost minimum of a
 //     total preorder (overhead, or overhead/weight compared by exact 64-bit
 //     cross-multiplication, or nq's "idle first"); combining two ranges as
@@ -46,6 +46,33 @@
 // the stateful schedulers), refreshes the dirty leaves from the atomic
 // counters, and reads the answer. dh, sh and mh need no index: their tables
 // are immutable snapshots behind an atomic pointer and Schedule takes no lock.
+//
+// A leaf's refresh costs O(log n) and stops early where the winner of a
+// range and its key did not change. The tests compare every indexed
+// scheduler with a literal port of the kernel loops under random sequences
+// of adds, edits, deletes, binds, unbinds, state changes and threshold
+// changes, decision by decision.
+//
+// # Arithmetic as in C
+//
+// The kernel computes overheads in int (32 bits), compares them in 64 bits
+// for wlc/sed/nq/lblc/lblcr but in int for twos, and compares the int
+// connection total with the __u32 thresholds as unsigned. This package does
+// the same, so decisions agree even where the C arithmetic wraps.
+//
+// # Deliberate differences
+//
+//   - mh refuses an Add beyond its table size (ErrTooManyServers); the
+//     kernel adds the server and keeps its old table (ip_vs_mh_reassign
+//     fails with EINVAL, and the error is ignored).
+//   - Hashes fold each address by its own family; the kernel folds a real
+//     server's address by the service's family (they differ only for IPv4
+//     real servers behind an IPv6 service, which need tunnelling).
+//   - lblc/lblcr collection runs when the caller's clock passes each 60-s
+//     due time (Tick), each run at its due time, instead of on a kernel timer.
+//   - Connection counters are assumed never to go negative (every Unbind
+//     follows its Bind); the kernel's wlc could pick a weight-0 server whose
+//     overhead were negative, ulvs never picks a weight-0 server.
 package scheduler
 
 import (
