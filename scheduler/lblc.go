@@ -1,6 +1,9 @@
 package scheduler
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // The lblc/lblcr tables (ip_vs_lblc.c, ip_vs_lblcr.c): 1024 chained buckets
 // keyed by the packet's destination address, bucket hash_32(addr, 10).
@@ -34,10 +37,13 @@ type lbTable struct {
 	rover   int
 	counter int
 	nextGC  int64
+	// minUse is at most the smallest lastuse of any entry (lastuse only
+	// grows), so a collection can tell when no entry can be due.
+	minUse int64
 }
 
 func newLBTable(now int64) *lbTable {
-	t := &lbTable{counter: 1, nextGC: now + lbCheckInterval}
+	t := &lbTable{counter: 1, nextGC: now + lbCheckInterval, minUse: math.MaxInt64}
 	for i := range t.bucket {
 		t.bucket[i] = -1
 	}
@@ -70,6 +76,7 @@ func (t *lbTable) add(a *[16]byte, v6 bool, now int64) *lbEntry {
 	*e = lbEntry{addr: *a, lastuse: now, set: e.set[:0], next: t.bucket[h]}
 	t.bucket[h] = i
 	t.entries++
+	t.minUse = min(t.minUse, now)
 	return e
 }
 
@@ -104,10 +111,16 @@ func (t *lbTable) expireBucket(j int, dead func(lastuse int64) bool) int {
 // periodic timer at time now.
 func (t *lbTable) check(now, expiration int64) {
 	if t.counter%lbFullEvery == 0 {
-		// Full check: every bucket from the rover round to the rover.
-		for i, j := 0, t.rover; i < lbTabSize; i++ {
-			j = (j + 1) & (lbTabSize - 1)
-			t.expireBucket(j, func(lu int64) bool { return now >= lu+expiration })
+		// Full check: every bucket from the rover round to the rover
+		// (which ends where it started). Skipped when no entry can be
+		// due, which deletes exactly what the scan would: nothing.
+		if t.entries > 0 && now >= t.minUse+expiration {
+			t.minUse = math.MaxInt64
+			for i, j := 0, t.rover; i < lbTabSize; i++ {
+				j = (j + 1) & (lbTabSize - 1)
+				t.expireBucket(j, func(lu int64) bool { return now >= lu+expiration })
+			}
+			t.recomputeMinUse()
 		}
 		t.counter = 1
 		return
@@ -115,6 +128,9 @@ func (t *lbTable) check(now, expiration int64) {
 	if t.entries <= lbMaxSize {
 		t.counter++
 		return
+	}
+	if now < t.minUse+lbEntryTimeout {
+		return // nothing idle long enough: the scan would go round to the rover and delete nothing
 	}
 	goal := (t.entries - lbMaxSize) * 4 / 3
 	if goal > lbMaxSize/2 {
@@ -129,11 +145,29 @@ func (t *lbTable) check(now, expiration int64) {
 		}
 	}
 	t.rover = j
+	t.recomputeMinUse()
+}
+
+func (t *lbTable) recomputeMinUse() {
+	t.minUse = math.MaxInt64
+	for _, i := range t.bucket {
+		for ; i >= 0; i = t.ents[i].next {
+			t.minUse = min(t.minUse, t.ents[i].lastuse)
+		}
+	}
 }
 
 // tick runs every timer expiry due by now, each at its own due time.
 func (t *lbTable) tick(now, expiration int64) {
 	for now >= t.nextGC {
+		if t.entries == 0 {
+			// An empty table's checks only step the counter round its
+			// cycle 1..30 (the 30th is the full check, which resets it).
+			k := (now-t.nextGC)/lbCheckInterval + 1
+			t.counter = int((int64(t.counter)-1+k)%lbFullEvery) + 1
+			t.nextGC += k * lbCheckInterval
+			return
+		}
 		t.check(t.nextGC, expiration)
 		t.nextGC += lbCheckInterval
 	}

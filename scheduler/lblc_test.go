@@ -183,3 +183,73 @@ func TestMaglevDisruptionAndShares(t *testing.T) {
 		}
 	}
 }
+
+// naiveCheck is ip_vs_lblc_check_expire without any shortcut.
+func naiveCheck(t *lbTable, now, expiration int64) {
+	if t.counter%lbFullEvery == 0 {
+		for i, j := 0, t.rover; i < lbTabSize; i++ {
+			j = (j + 1) & (lbTabSize - 1)
+			t.expireBucket(j, func(lu int64) bool { return now >= lu+expiration })
+		}
+		t.counter = 1
+		return
+	}
+	if t.entries <= lbMaxSize {
+		t.counter++
+		return
+	}
+	goal := min((t.entries-lbMaxSize)*4/3, lbMaxSize/2)
+	j := t.rover
+	for i := 0; i < lbTabSize; i++ {
+		j = (j + 1) & (lbTabSize - 1)
+		goal -= t.expireBucket(j, func(lu int64) bool { return now >= lu+lbEntryTimeout })
+		if goal <= 0 {
+			break
+		}
+	}
+	t.rover = j
+}
+
+// TestLBLCCollectionShortcuts: the skipped scans and the fast-forward of an
+// empty table leave the table exactly as the kernel's timer would.
+func TestLBLCCollectionShortcuts(t *testing.T) {
+	exp := int64(40 * 60 * sec)
+	fast, slow := newLBTable(0), newLBTable(0)
+	slowNext := slow.nextGC
+	n := lbMaxSize + 2000
+	now := int64(0)
+	for step := range 30 {
+		// New entries in bursts, some reused, then a time jump.
+		for i := range n / 10 {
+			a := netip.AddrFrom4([4]byte{10, byte(step), byte(i >> 8), byte(i)}).As16()
+			for _, tb := range []*lbTable{fast, slow} {
+				if e := tb.get(&a, false); e != nil {
+					e.lastuse = now
+					tb.minUse = min(tb.minUse, now)
+				} else {
+					tb.add(&a, false, now)
+				}
+			}
+		}
+		now += int64(step%7) * 7 * 60 * sec
+		fast.tick(now, exp)
+		for now >= slowNext {
+			naiveCheck(slow, slowNext, exp)
+			slowNext += lbCheckInterval
+		}
+		if fast.entries != slow.entries || fast.counter != slow.counter || fast.rover != slow.rover || fast.nextGC != slowNext {
+			t.Fatalf("step %d: fast entries %d counter %d rover %d next %d; kernel %d %d %d %d",
+				step, fast.entries, fast.counter, fast.rover, fast.nextGC, slow.entries, slow.counter, slow.rover, slowNext)
+		}
+	}
+	// A year of idle time: everything expires and the call is quick.
+	now += 365 * 24 * 3600 * sec
+	fast.tick(now, exp)
+	for now >= slowNext {
+		naiveCheck(slow, slowNext, exp)
+		slowNext += lbCheckInterval
+	}
+	if fast.entries != 0 || fast.counter != slow.counter || fast.nextGC != slowNext {
+		t.Fatalf("after a year: entries %d counter %d/%d next %d/%d", fast.entries, fast.counter, slow.counter, fast.nextGC, slowNext)
+	}
+}

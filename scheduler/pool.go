@@ -710,6 +710,7 @@ func (p *Pool) schedLBLC(f *Flow, now int64) *Dest {
 	en := p.lb.get(&f.Dst, f.IPv6)
 	if en != nil {
 		en.lastuse = now
+		p.lb.minUse = min(p.lb.minUse, now)
 		d := en.dest
 		if d.flags.Load()&FlagAvailable != 0 && d.weight.Load() > 0 && !p.lbOverloaded(d) {
 			return d
@@ -725,6 +726,7 @@ func (p *Pool) schedLBLC(f *Flow, now int64) *Dest {
 	if en.dest != d {
 		// ip_vs_lblc_new replaces the entry with a fresh one.
 		en.dest, en.lastuse = d, now
+		p.lb.minUse = min(p.lb.minUse, now)
 	}
 	return d
 }
@@ -800,6 +802,7 @@ func (p *Pool) schedLBLCR(f *Flow, now int64) *Dest {
 		return d
 	}
 	en.lastuse = now
+	p.lb.minUse = min(p.lb.minUse, now)
 	n := setMin(en.set)
 	if len(en.set) > 1 && now > en.lastmod+p.lbrExp {
 		if m := setMax(en.set); m != nil {
