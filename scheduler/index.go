@@ -87,19 +87,25 @@ func (t *sumTree) set(i int, v int64) {
 
 func (t *sumTree) total() int64 { return t.sum[1] }
 
-// firstPrefix returns the first leaf whose prefix sum is >= r (r >= 1 and
-// r <= total).
-func (t *sumTree) firstPrefix(r int64) int {
-	n := 1
-	for n < t.c {
-		if t.sum[2*n] >= r {
-			n = 2 * n
-		} else {
-			r -= t.sum[2*n]
-			n = 2*n + 1
+// firstPrefix2 returns, for r1 and r2 (each >= 1 and <= total), the first
+// leaf whose prefix sum is >= that value. The two descents are independent
+// chains of loads, so interleaving them hides half the latency.
+func (t *sumTree) firstPrefix2(r1, r2 int64) (int, int) {
+	n1, n2 := 1, 1
+	for n1 < t.c {
+		l1, l2 := t.sum[2*n1], t.sum[2*n2]
+		n1 *= 2
+		n2 *= 2
+		if l1 < r1 {
+			r1 -= l1
+			n1++
+		}
+		if l2 < r2 {
+			r2 -= l2
+			n2++
 		}
 	}
-	return n - t.c
+	return n1 - t.c, n2 - t.c
 }
 
 // cmpKind selects the comparison of an argMinTree.

@@ -682,8 +682,7 @@ func (p *Pool) schedTwos() *Dest {
 	tw := uint32(total + 1)
 	r1 := int64(p.rand() % tw)
 	r2 := int64(p.rand() % tw)
-	i1 := p.sm.firstPrefix(max(r1, 1))
-	i2 := p.sm.firstPrefix(max(r2, 1))
+	i1, i2 := p.sm.firstPrefix2(max(r1, 1), max(r2, 1))
 	d1, d2 := p.leaf[i1], p.leaf[i2]
 	w1, w2 := int32(p.sm.sum[p.c+i1]), int32(p.sm.sum[p.c+i2])
 	// int arithmetic as in the kernel (32-bit, wrapping)
