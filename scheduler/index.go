@@ -1,5 +1,7 @@
 package scheduler
 
+import "math"
+
 // The per-Pool index: trees over leaf positions, where leaf order is the
 // IPVS list order (see the package documentation). Capacity c is a power of
 // two; node 1 is the root and leaf i is node c+i.
@@ -136,8 +138,15 @@ func (t *argMinTree) init(c int, cmp cmpKind) {
 	t.c = c
 	t.cmp = cmp
 	t.node = make([]amNode, 2*c)
+	empty := amNode{idx: -1}
+	switch cmp {
+	case cmpLC:
+		empty.oh = math.MaxInt64
+	case cmpWLC:
+		empty.oh = 1
+	}
 	for i := range t.node {
-		t.node[i].idx = -1
+		t.node[i] = empty
 	}
 }
 
@@ -159,44 +168,57 @@ func (t *argMinTree) better(b, a *amNode) bool {
 }
 
 // set stores leaf i's key (w = 0: not eligible) and updates its ancestors.
+//
+// For lc and wlc an ineligible leaf gets a key that loses every comparison
+// (lc: overhead MaxInt64; wlc: overhead 1 over weight 0, an infinite
+// ratio: a.oh*b.w > b.oh*a.w is then true exactly when b is eligible, and
+// false whenever b is not), so their climbs need no eligibility tests and
+// pick a child without a branch.
 func (t *argMinTree) set(i int, oh int64, w int32) {
 	n := t.c + i
 	leaf := int32(i)
-	nv := amNode{oh: oh, w: w, idx: -1}
-	if w > 0 {
-		nv.idx = leaf
+	nv := amNode{oh: oh, w: w, idx: leaf}
+	if w <= 0 {
+		nv = amNode{oh: oh, idx: -1}
+		switch t.cmp {
+		case cmpLC:
+			nv.oh = math.MaxInt64
+		case cmpWLC:
+			nv.oh = 1
+		}
 	}
 	if t.node[n] == nv {
 		return // nothing the comparisons see has changed
 	}
 	t.node[n] = nv
-	// One climb per comparison, so that the loop has no switch inside.
+	// One climb per comparison, so that the loop has no switch inside. A
+	// climb stops where the winner of a range and its key are unchanged and
+	// it is not the leaf that moved: every ancestor then sees the same input.
 	switch t.cmp {
 	case cmpLC:
 		for n > 1 {
 			n >>= 1
-			a, b := &t.node[2*n], &t.node[2*n+1]
-			if a.idx < 0 || (b.idx >= 0 && b.oh < a.oh) {
-				a = b
+			c := 2 * n
+			if t.node[c+1].oh < t.node[c].oh {
+				c++
 			}
-			if t.node[n] == *a && a.idx != leaf {
-				// The winner here and its key are unchanged and it is not
-				// the leaf that moved: every ancestor sees the same input.
+			if t.node[n] == t.node[c] && t.node[c].idx != leaf {
 				return
 			}
-			t.node[n] = *a
+			t.node[n] = t.node[c]
 		}
 	case cmpWLC:
 		for n > 1 {
 			n >>= 1
-			a, b := &t.node[2*n], &t.node[2*n+1]
-			if a.idx < 0 || (b.idx >= 0 && a.oh*int64(b.w) > b.oh*int64(a.w)) {
-				a = b
+			c := 2 * n
+			a, b := &t.node[c], &t.node[c+1]
+			if a.oh*int64(b.w) > b.oh*int64(a.w) {
+				c++
 			}
-			if t.node[n] == *a && a.idx != leaf {
+			if t.node[n] == t.node[c] && t.node[c].idx != leaf {
 				return
 			}
-			t.node[n] = *a
+			t.node[n] = t.node[c]
 		}
 	default:
 		for n > 1 {
