@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -66,6 +67,23 @@ func runBench(b *testing.B, ds []*Dest, pick func(i int) *Dest) {
 	for i, d := range open {
 		if d != nil {
 			d.Unbind(false, active[i])
+		}
+	}
+}
+
+// BenchmarkKernelScan runs the same workload through the test's literal
+// port of the kernel loops (a full scan per decision), for comparison.
+func BenchmarkKernelScan(b *testing.B) {
+	for _, name := range []string{"lc", "wlc", "twos"} {
+		for _, n := range []int{8, 1024, 16384} {
+			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
+				p, ds := benchPool(b, name, n)
+				k, _ := kindOf(name)
+				ref := newRef(k, rand.Uint32)
+				ref.list = p.Dests()
+				flows := benchFlows(4096)
+				runBench(b, ds, func(i int) *Dest { return ref.schedule(&flows[i&4095], int64(i)*1000) })
+			})
 		}
 	}
 }
