@@ -74,6 +74,7 @@ type afpQueue struct {
 	e     *AFPacket
 	mu    sync.Mutex // held by Read/Write; Close takes it to know no call is inside the ring
 	rings []rxRing
+	rxfds []int // the rings' sockets, for the control plane (read-only until Close)
 	pfds  []unix.PollFd // one per ring, then the wake eventfd
 	ts    unix.Timespec
 	wake  int
@@ -164,6 +165,7 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 			return nil, err
 		}
 		q.rings = append(q.rings, r)
+		q.rxfds = append(q.rxfds, r.fd)
 		t, err := e.openTx(ifi)
 		if err != nil {
 			q.release()
@@ -319,9 +321,9 @@ func (e *AFPacket) SetFilter(spec FilterSpec) error {
 	}
 	var errs []error
 	for w, q := range e.queues {
-		for _, r := range q.rings {
-			if err := attachFilter(r.fd, f); err != nil {
-				errs = append(errs, fmt.Errorf("afpacket: worker %d %s ring: SO_ATTACH_FILTER: %w", w, r.iface, err))
+		for i, fd := range q.rxfds {
+			if err := attachFilter(fd, f); err != nil {
+				errs = append(errs, fmt.Errorf("afpacket: worker %d ring %d: SO_ATTACH_FILTER: %w", w, i, err))
 			}
 		}
 	}
@@ -336,8 +338,8 @@ func (e *AFPacket) Stats() Stats {
 	var s Stats
 	for _, q := range e.queues {
 		if !e.closed.Load() {
-			for _, r := range q.rings {
-				if ks, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			for _, fd := range q.rxfds {
+				if ks, err := unix.GetsockoptTpacketStatsV3(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 					q.c.kPackets.Add(uint64(ks.Packets))
 					q.c.kDrops.Add(uint64(ks.Drops))
 					q.c.kFreezes.Add(uint64(ks.Freeze_q_cnt))
