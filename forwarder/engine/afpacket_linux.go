@@ -74,7 +74,7 @@ type afpQueue struct {
 	e     *AFPacket
 	mu    sync.Mutex // held by Read/Write; Close takes it to know no call is inside the ring
 	rings []rxRing
-	rxfds []int // the rings' sockets, for the control plane (read-only until Close)
+	rxfds []int         // the rings' sockets, for the control plane (read-only until Close)
 	pfds  []unix.PollFd // one per ring, then the wake eventfd
 	ts    unix.Timespec
 	wake  int
