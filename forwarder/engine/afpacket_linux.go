@@ -76,7 +76,8 @@ type afpQueue struct {
 	rings []rxRing
 	rxfds []int         // the rings' sockets, for the control plane (read-only until Close)
 	pfds  []unix.PollFd // one per ring, then the wake eventfd
-	ts    unix.Timespec
+	ts    unix.Timespec // poll timeout
+	tsArg unix.Timespec // ppoll(2) writes the time left back: pass a fresh copy each call
 	wake  int
 	next  int
 	tx    [numIfaces]txSock
@@ -436,7 +437,8 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 			return n, nil
 		}
 		q.c.rxPolls.Add(1)
-		if _, err := unix.Ppoll(q.pfds, &q.ts, nil); err != nil && err != unix.EINTR {
+		q.tsArg = q.ts
+		if _, err := unix.Ppoll(q.pfds, &q.tsArg, nil); err != nil && err != unix.EINTR {
 			return 0, fmt.Errorf("afpacket: poll: %w", err)
 		}
 	}

@@ -395,3 +395,24 @@ func TestAFPacketZeroAlloc(t *testing.T) {
 		t.Fatalf("steady-state Write+Read allocates %.1f times per batch", a)
 	}
 }
+
+// An idle Read sleeps in poll for PollTimeout each round; it must not spin
+// (ppoll writes the time left back into its timeout argument, which once
+// made every poll after the first return at once).
+func TestAFPacketIdleReadSleeps(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, PollTimeout: 20 * time.Millisecond, Filter: &FilterSpec{}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Queues()[0].Read(NewBatch(4, 0))
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	e.Close()
+	<-done
+	// About 15 rounds of 20ms; a spinning reader makes hundreds of thousands.
+	if p := e.Stats().RxPolls; p > 100 {
+		t.Fatalf("idle Read polled %d times in 300ms with a 20ms timeout", p)
+	}
+}
