@@ -59,6 +59,13 @@ type AFPacketConfig struct {
 	// SendBuffer is the transmit socket buffer (SO_SNDBUFFORCE). Default
 	// 4 MiB.
 	SendBuffer int
+	// TxRing transmits through a memory-mapped TPACKET_V2 TX ring (frames
+	// copied into the ring, one send(2) kick per batch) instead of
+	// sendmmsg(2). See the package documentation for the comparison.
+	TxRing bool
+	// TxRingFrames is the number of 2 KiB frames in each TX ring. Default
+	// 1024.
+	TxRingFrames int
 }
 
 // Defaults of AFPacketConfig.
@@ -69,6 +76,7 @@ const (
 	DefaultBatchSize    = 64
 	DefaultPollTimeout  = 100 * time.Millisecond
 	DefaultSendBuffer   = 4 << 20
+	DefaultTxRingFrames = 1024
 )
 
 func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
@@ -108,6 +116,12 @@ func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
 	}
 	if d.PollTimeout == 0 {
 		d.PollTimeout = DefaultPollTimeout
+	}
+	if d.TxRingFrames < 0 {
+		return d, fmt.Errorf("%w: afpacket: negative TX ring frames %d", ErrBadConfig, d.TxRingFrames)
+	}
+	if d.TxRingFrames == 0 {
+		d.TxRingFrames = DefaultTxRingFrames
 	}
 	if d.SendBuffer == 0 {
 		d.SendBuffer = DefaultSendBuffer

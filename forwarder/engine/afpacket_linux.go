@@ -68,7 +68,19 @@ type txSock struct {
 	fd   int // -1 when the interface is not configured
 	msgs []unix.Mmsghdr
 	iovs []unix.Iovec
+	// TX ring (TxRing): frames of txFrameSize bytes, head is the next one
+	// to fill.
+	ring    []byte
+	nframes int
+	head    int
+	pfd     [1]unix.PollFd
 }
+
+const (
+	txFrameSize = 2048
+	txDataOff   = 32 // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll): where the frame starts in a TX slot
+	tp2Len      = 4  // tpacket2_hdr.tp_len
+)
 
 type afpQueue struct {
 	e     *AFPacket
@@ -286,6 +298,28 @@ func (e *AFPacket) openTx(ifi *net.Interface) (txSock, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 		return fail("SO_SNDTIMEO", err)
 	}
+	if e.cfg.TxRing {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+			return fail("PACKET_VERSION", err)
+		}
+		// Malformed frames are skipped by the kernel instead of stalling the ring.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1); err != nil {
+			return fail("PACKET_LOSS", err)
+		}
+		n := e.cfg.TxRingFrames
+		perBlock := 64 // 128 KiB blocks
+		req := unix.TpacketReq{Block_size: txFrameSize * uint32(perBlock), Block_nr: uint32((n + perBlock - 1) / perBlock), Frame_size: txFrameSize}
+		req.Frame_nr = req.Block_nr * uint32(perBlock)
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
+			return fail("PACKET_TX_RING", err)
+		}
+		ring, err := unix.Mmap(fd, 0, int(req.Block_size*req.Block_nr), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return fail("mmap", err)
+		}
+		t.ring, t.nframes = ring, int(req.Frame_nr)
+		t.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	}
 	t.fd = fd
 	t.msgs = make([]unix.Mmsghdr, e.cfg.BatchSize)
 	t.iovs = make([]unix.Iovec, e.cfg.BatchSize)
@@ -389,6 +423,10 @@ func (q *afpQueue) release() {
 		}
 	}
 	for i := range q.tx {
+		if q.tx[i].ring != nil {
+			unix.Munmap(q.tx[i].ring)
+			q.tx[i].ring = nil
+		}
 		if q.tx[i].fd >= 0 {
 			unix.Close(q.tx[i].fd)
 			q.tx[i].fd = -1
@@ -523,6 +561,10 @@ func (q *afpQueue) Write(pkts []Packet) (int, error) {
 	var dropped uint64
 	for iface := Iface(0); iface < numIfaces; iface++ {
 		t := &q.tx[iface]
+		if t.ring != nil {
+			sent += q.writeRing(t, iface, pkts, &dropped)
+			continue
+		}
 		k := 0
 		for i := range pkts {
 			p := &pkts[i]
@@ -592,4 +634,65 @@ func (q *afpQueue) flush(t *txSock, k int, dropped *uint64) int {
 	}
 	q.c.txBytes.Add(bytes)
 	return sent
+}
+
+// writeRing copies the frames of pkts for iface into the TX ring, marks
+// them for sending and kicks the kernel once (send(2) with MSG_DONTWAIT).
+// When the ring is full it kicks, waits for a free slot up to PollTimeout,
+// and drops what still does not fit.
+func (q *afpQueue) writeRing(t *txSock, iface Iface, pkts []Packet, dropped *uint64) int {
+	queued := 0
+	var bytes uint64
+	full := false
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Iface != iface {
+			continue
+		}
+		if p.Len <= 0 || p.Off < 0 || p.Off+p.Len > len(p.Buf) || p.Len > txFrameSize-txDataOff {
+			*dropped++
+			continue
+		}
+		if full {
+			*dropped++
+			continue
+		}
+		slot := t.ring[t.head*txFrameSize : (t.head+1)*txFrameSize]
+		st := (*uint32)(unsafe.Pointer(&slot[0]))
+		if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
+			// Ring full: hand over what is queued and wait for the head slot.
+			q.kick(t)
+			q.tsArg = q.ts
+			unix.Ppoll(t.pfd[:], &q.tsArg, nil)
+			if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
+				full = true
+				*dropped++
+				continue
+			}
+		}
+		copy(slot[txDataOff:], p.Buf[p.Off:p.Off+p.Len])
+		*(*uint32)(unsafe.Pointer(&slot[tp2Len])) = uint32(p.Len)
+		atomic.StoreUint32(st, unix.TP_STATUS_SEND_REQUEST)
+		bytes += uint64(p.Len)
+		queued++
+		t.head++
+		if t.head == t.nframes {
+			t.head = 0
+		}
+	}
+	if queued > 0 {
+		q.kick(t)
+	}
+	q.c.txBytes.Add(bytes)
+	return queued
+}
+
+func (q *afpQueue) kick(t *txSock) {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(t.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		q.c.txCalls.Add(1)
+		if errno != unix.EINTR {
+			return
+		}
+	}
 }

@@ -237,10 +237,15 @@ func TestAFPacketFanout(t *testing.T) {
 }
 
 func TestAFPacketBatchedTransmit(t *testing.T) {
+	t.Run("sendmmsg", func(t *testing.T) { testBatchedTransmit(t, false) })
+	t.Run("txring", func(t *testing.T) { testBatchedTransmit(t, true) })
+}
+
+func testBatchedTransmit(t *testing.T, txRing bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	ns.veth("ec", "ed")
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1, BatchSize: 32})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1, BatchSize: 32, TxRing: txRing, TxRingFrames: 64})
 	capPub, capPriv := ns.rawSock("eb"), ns.rawSock("ed")
 	q := e.Queues()[0]
 	pkts := NewBatch(80, 0) // more than BatchSize: Write must split
@@ -281,9 +286,25 @@ func TestAFPacketBatchedTransmit(t *testing.T) {
 	if s.TxFrames != 80 || s.TxDropped != 0 {
 		t.Errorf("stats %+v", s)
 	}
-	// 80 frames, 40 per interface, batches of 32: 2 sendmmsg per interface.
-	if s.TxCalls != 4 {
-		t.Errorf("TxCalls = %d, want 4 (batched)", s.TxCalls)
+	// 80 frames, 40 per interface: with batches of 32, 2 sendmmsg per
+	// interface; with the ring, one kick per interface.
+	if want := map[bool]uint64{false: 4, true: 2}[txRing]; s.TxCalls != want {
+		t.Errorf("TxCalls = %d, want %d (batched)", s.TxCalls, want)
+	}
+	if txRing {
+		// Reuse every slot of the 64-frame rings several times.
+		for round := 0; round < 5; round++ {
+			if n, err := q.Write(pkts); n != len(pkts) || err != nil {
+				t.Fatalf("round %d: Write = %d, %v", round, n, err)
+			}
+			for _, c := range []*rawSock{capPub, capPriv} {
+				for i := 0; i < 40; i++ {
+					if f := c.recv(buf); f == nil {
+						t.Fatalf("round %d: frame %d missing", round, i)
+					}
+				}
+			}
+		}
 	}
 	// Bad slots are dropped and counted, not sent.
 	bad := NewBatch(2, 0)
@@ -363,10 +384,15 @@ func TestAFPacketConfigErrors(t *testing.T) {
 }
 
 func TestAFPacketZeroAlloc(t *testing.T) {
+	t.Run("sendmmsg", func(t *testing.T) { testZeroAlloc(t, false) })
+	t.Run("txring", func(t *testing.T) { testZeroAlloc(t, true) })
+}
+
+func testZeroAlloc(t *testing.T, txRing bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	rx := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1})
-	tx := openIn(t, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}})
+	tx := openIn(t, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}, TxRing: txRing})
 	rq, tq := rx.Queues()[0], tx.Queues()[0]
 	out := NewBatch(16, 0)
 	for i := range out {

@@ -24,7 +24,9 @@ import (
 //
 // Placement: ULVS_BENCH_GEN_CPU and ULVS_BENCH_ENGINE_CPU pin the generator
 // and the engine worker (default 0 and 1 when there are two CPUs; -1 leaves
-// a goroutine unpinned). ULVS_BENCH_RPS=1 steers the receive softirq of the
+// a goroutine unpinned). ULVS_BENCH_TXRING=1 makes the engine transmit
+// through the TX ring, ULVS_BENCH_GEN_TXRING=1 the generator. ULVS_BENCH_BLOCK_KB,
+// _BLOCKS, _TOV_MS and _BATCH override the ring tunables. ULVS_BENCH_RPS=1 steers the receive softirq of the
 // engine's interface to the engine's CPU with RPS.
 
 const benchFlows = 64512
@@ -150,7 +152,7 @@ func newBenchLab(b *testing.B, forward bool) *benchLab {
 		}
 	}
 	// The generator's socket receives nothing (empty filter).
-	gen := openIn(b, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}})
+	gen := openIn(b, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}, TxRing: os.Getenv("ULVS_BENCH_GEN_TXRING") == "1"})
 	return &benchLab{ns: ns, gen: gen}
 }
 
@@ -200,7 +202,8 @@ func benchEngine(b *testing.B, forward bool) {
 	if v, err := strconv.Atoi(os.Getenv("ULVS_BENCH_BATCH")); err == nil {
 		cfg.BatchSize = v
 	}
-	b.Logf("config: block %d KiB x %d, timeout %v, batch %d", cfg.BlockSize>>10, cfg.BlockCount, cfg.BlockTimeout, cfg.BatchSize)
+	cfg.TxRing = os.Getenv("ULVS_BENCH_TXRING") == "1"
+	b.Logf("config: txring %v, block %d KiB x %d, timeout %v, batch %d", cfg.TxRing, cfg.BlockSize>>10, cfg.BlockCount, cfg.BlockTimeout, cfg.BatchSize)
 	e := openIn(b, l.ns, cfg)
 	genCPU, engCPU := benchCPU("ULVS_BENCH_GEN_CPU", 0), benchCPU("ULVS_BENCH_ENGINE_CPU", 1)
 	var stop atomic.Bool
