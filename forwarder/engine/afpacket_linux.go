@@ -83,18 +83,20 @@ const (
 )
 
 type afpQueue struct {
-	e     *AFPacket
-	mu    sync.Mutex // held by Read/Write; Close takes it to know no call is inside the ring
-	rings []rxRing
-	rxfds []int         // the rings' sockets, for the control plane (read-only until Close)
-	pfds  []unix.PollFd // one per ring, then the wake eventfd
-	ts    unix.Timespec // poll timeout
-	tsArg unix.Timespec // ppoll(2) writes the time left back: pass a fresh copy each call
-	wake  int
-	next  int
-	tx    [numIfaces]txSock
-	batch int
-	c     counters
+	e       *AFPacket
+	rxMu    sync.Mutex // held by Read; Close takes it to know no call is inside the ring
+	txMu    sync.Mutex // held by Write; a Read and a Write of one queue may run at once
+	rings   []rxRing
+	rxfds   []int         // the rings' sockets, for the control plane (read-only until Close)
+	pfds    []unix.PollFd // one per ring, then the wake eventfd
+	ts      unix.Timespec // poll timeout
+	tsArg   unix.Timespec // ppoll(2) writes the time left back: pass a fresh copy each call
+	txTsArg unix.Timespec
+	wake    int
+	next    int
+	tx      [numIfaces]txSock
+	batch   int
+	c       counters
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -403,9 +405,11 @@ func (e *AFPacket) Close() error {
 		}
 	}
 	for _, q := range e.queues {
-		q.mu.Lock()
+		q.rxMu.Lock()
+		q.txMu.Lock()
 		q.release()
-		q.mu.Unlock()
+		q.txMu.Unlock()
+		q.rxMu.Unlock()
 	}
 	return nil
 }
@@ -449,8 +453,8 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.rxMu.Lock()
+	defer q.rxMu.Unlock()
 	for {
 		if q.e.closed.Load() {
 			return 0, ErrClosed
@@ -552,8 +556,8 @@ func (q *afpQueue) releaseBlock(r *rxRing) {
 // Write implements Queue: one sendmmsg(2) per interface per batch (of up to
 // BatchSize frames).
 func (q *afpQueue) Write(pkts []Packet) (int, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
 	if q.e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -662,8 +666,8 @@ func (q *afpQueue) writeRing(t *txSock, iface Iface, pkts []Packet, dropped *uin
 		if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
 			// Ring full: hand over what is queued and wait for the head slot.
 			q.kick(t)
-			q.tsArg = q.ts
-			unix.Ppoll(t.pfd[:], &q.tsArg, nil)
+			q.txTsArg = q.ts
+			unix.Ppoll(t.pfd[:], &q.txTsArg, nil)
 			if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
 				full = true
 				*dropped++

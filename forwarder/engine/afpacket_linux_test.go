@@ -442,3 +442,41 @@ func TestAFPacketIdleReadSleeps(t *testing.T) {
 		t.Fatalf("idle Read polled %d times in 300ms with a 20ms timeout", p)
 	}
 }
+
+// A Write from another goroutine must not wait for a Read sleeping in poll.
+func TestAFPacketWriteWhileReadBlocks(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, PollTimeout: time.Hour, Filter: &FilterSpec{}})
+	capture := ns.rawSock("eb")
+	q := e.Queues()[0]
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := q.Read(NewBatch(4, 0))
+		readDone <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	pkts := NewBatch(1, 0)
+	frame := udp4("10.0.0.100", "192.0.2.1", 80, 1000)
+	pkts[0].Len = copy(pkts[0].Buf[Headroom:], frame)
+	wrote := make(chan int, 1)
+	go func() {
+		n, _ := q.Write(pkts)
+		wrote <- n
+	}()
+	select {
+	case n := <-wrote:
+		if n != 1 {
+			t.Fatalf("Write = %d", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocked behind a Read in poll")
+	}
+	if f := capture.recv(make([]byte, 2048)); !bytes.Equal(f, frame) {
+		t.Fatalf("captured % x", f)
+	}
+	e.Close()
+	if err := <-readDone; !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+}

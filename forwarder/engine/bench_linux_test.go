@@ -203,8 +203,8 @@ func benchEngine(b *testing.B, forward bool) {
 		cfg.BatchSize = v
 	}
 	cfg.TxRing = os.Getenv("ULVS_BENCH_TXRING") == "1"
-	b.Logf("config: txring %v, block %d KiB x %d, timeout %v, batch %d", cfg.TxRing, cfg.BlockSize>>10, cfg.BlockCount, cfg.BlockTimeout, cfg.BatchSize)
 	e := openIn(b, l.ns, cfg)
+	b.Logf("config: txring %v, block %d KiB x %d, timeout %v, batch %d", e.cfg.TxRing, e.cfg.BlockSize>>10, e.cfg.BlockCount, e.cfg.BlockTimeout, e.cfg.BatchSize)
 	genCPU, engCPU := benchCPU("ULVS_BENCH_GEN_CPU", 0), benchCPU("ULVS_BENCH_ENGINE_CPU", 1)
 	var stop atomic.Bool
 	var received atomic.Int64

@@ -70,8 +70,10 @@ func NewBatch(n, frameRoom int) []Packet {
 }
 
 // Queue is one worker's view of an engine: its own receive ring(s) and its
-// own transmit path. A Queue is used by one goroutine at a time; different
-// queues of one engine run in parallel without sharing anything.
+// own transmit path. Different queues of one engine run in parallel without
+// sharing anything. One goroutine may Read while another Writes on the same
+// queue (a worker, and a control-plane sender of gratuitous ARP); concurrent
+// Reads, or concurrent Writes, of one queue are serialized.
 type Queue interface {
 	// Read blocks until at least one frame is available (or the engine is
 	// closed), then fills up to len(pkts) slots without blocking again. For

@@ -29,6 +29,8 @@ var (
 )
 
 type tunQueue struct {
+	rxMu   sync.Mutex // serializes Reads (they share rpkts/rn/rerr)
+	txMu   sync.Mutex // serializes Writes
 	dev    *water.Interface
 	closed *atomic.Bool
 	rc     syscall.RawConn
@@ -154,6 +156,8 @@ func (q *tunQueue) Read(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
+	q.rxMu.Lock()
+	defer q.rxMu.Unlock()
 	q.rpkts, q.rn, q.rerr = pkts, 0, nil
 	err := q.rc.Read(q.readFn)
 	n := q.rn
@@ -205,6 +209,8 @@ func (q *tunQueue) writeSome(fd uintptr) bool {
 // transmit). Iface is ignored: every packet goes to the kernel through the
 // TUN device, and the kernel routes it.
 func (q *tunQueue) Write(pkts []Packet) (int, error) {
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
 	q.wpkts, q.wi, q.wsent, q.wbytes, q.wdrop = pkts, 0, 0, 0, 0
 	err := q.rc.Write(q.writeFn)
 	q.wpkts = nil
