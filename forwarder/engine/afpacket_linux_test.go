@@ -335,7 +335,10 @@ func TestAFPacketCloseUnblocks(t *testing.T) {
 			done <- err
 		}()
 	}
-	time.Sleep(20 * time.Millisecond) // let the readers block in poll
+	// Both readers must be asleep in poll before Close.
+	if !waitFor(10*time.Second, func() bool { return e.Stats().RxPolls >= 2 }) {
+		t.Fatal("readers never reached poll")
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +458,9 @@ func TestAFPacketWriteWhileReadBlocks(t *testing.T) {
 		_, err := q.Read(NewBatch(4, 0))
 		readDone <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	if !waitFor(10*time.Second, func() bool { return e.Stats().RxPolls >= 1 }) {
+		t.Fatal("reader never reached poll")
+	}
 	pkts := NewBatch(1, 0)
 	frame := udp4("10.0.0.100", "192.0.2.1", 80, 1000)
 	pkts[0].Len = copy(pkts[0].Buf[Headroom:], frame)
