@@ -48,9 +48,9 @@ const (
 	tpStatusKernel = 0
 	tpStatusUser   = 1
 
-	fanoutFlagRollover = 0x1000
-	fanoutFlagUniqueID = 0x2000
-	fanoutFlagDefrag   = 0x8000
+	fanoutFlagRollover = unix.PACKET_FANOUT_FLAG_ROLLOVER
+	fanoutFlagUniqueID = unix.PACKET_FANOUT_FLAG_UNIQUEID
+	fanoutFlagDefrag   = unix.PACKET_FANOUT_FLAG_DEFRAG
 )
 
 type rxRing struct {
@@ -250,7 +250,9 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
-	mode := unix.PACKET_FANOUT_HASH
+	// In a fanout group the group's hook, not the socket's, decides about
+	// outgoing frames: PACKET_IGNORE_OUTGOING alone does not apply.
+	mode := unix.PACKET_FANOUT_HASH | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 	if c.FanoutDefrag {
 		mode |= fanoutFlagDefrag
 	}
@@ -334,6 +336,15 @@ func (e *AFPacket) openTx(ifi *net.Interface) (txSock, error) {
 
 // Queues implements Engine.
 func (e *AFPacket) Queues() []Queue { return e.qs }
+
+// Interface returns the network interface behind i, or nil when i is not
+// configured (the director needs its MAC address and MTU).
+func (e *AFPacket) Interface(i Iface) *net.Interface {
+	if i >= numIfaces {
+		return nil
+	}
+	return e.ifis[i]
+}
 
 // FanoutGroups returns the PACKET_FANOUT group id of each interface (0 for
 // an interface not configured).

@@ -237,15 +237,17 @@ func TestAFPacketFanout(t *testing.T) {
 }
 
 func TestAFPacketBatchedTransmit(t *testing.T) {
-	t.Run("sendmmsg", func(t *testing.T) { testBatchedTransmit(t, false) })
-	t.Run("txring", func(t *testing.T) { testBatchedTransmit(t, true) })
+	t.Run("sendmmsg", func(t *testing.T) { testBatchedTransmit(t, false, false) })
+	t.Run("sendmmsg-qdisc", func(t *testing.T) { testBatchedTransmit(t, false, true) })
+	t.Run("txring", func(t *testing.T) { testBatchedTransmit(t, true, false) })
+	t.Run("txring-qdisc", func(t *testing.T) { testBatchedTransmit(t, true, true) })
 }
 
-func testBatchedTransmit(t *testing.T, txRing bool) {
+func testBatchedTransmit(t *testing.T, txRing, qdisc bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	ns.veth("ec", "ed")
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1, BatchSize: 32, TxRing: txRing, TxRingFrames: 64})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 2, BatchSize: 32, TxRing: txRing, TxRingFrames: 64, UseQdisc: qdisc})
 	capPub, capPriv := ns.rawSock("eb"), ns.rawSock("ed")
 	q := e.Queues()[0]
 	pkts := NewBatch(80, 0) // more than BatchSize: Write must split
@@ -285,6 +287,11 @@ func testBatchedTransmit(t *testing.T, txRing bool) {
 	s := e.Stats()
 	if s.TxFrames != 80 || s.TxDropped != 0 {
 		t.Errorf("stats %+v", s)
+	}
+	// The engine's own receive rings (no filter here) must not get the
+	// frames it sent.
+	if s.KernelPackets != 0 {
+		t.Errorf("receive rings got %d of the engine's own outgoing frames", s.KernelPackets)
 	}
 	// 80 frames, 40 per interface: with batches of 32, 2 sendmmsg per
 	// interface; with the ring, one kick per interface.

@@ -50,7 +50,7 @@
 // ppoll(2) only when no block is ready, with PollTimeout (default 100 ms) and
 // an eventfd that Close signals, so Close wakes sleeping workers at once and
 // then waits for in-flight calls before unmapping the rings. Frames the
-// kernel marks outgoing are ignored (PACKET_IGNORE_OUTGOING, and the
+// kernel marks outgoing are ignored (PACKET_FANOUT_FLAG_IGNORE_OUTGOING, and the
 // packet type is checked again); frames truncated by the ring or larger than
 // the caller's slot are dropped and counted (Stats.RxTooBig).
 //
@@ -89,7 +89,9 @@
 // one sendmmsg(2) on the worker's transmit socket for that interface
 // (bound with protocol 0, so it never receives). By default the socket
 // bypasses the qdisc (PACKET_QDISC_BYPASS), handing frames straight to the
-// driver; UseQdisc keeps the qdisc for traffic shaping. A full socket buffer
+// driver; UseQdisc keeps the qdisc for traffic shaping. Bypassing the qdisc
+// also bypasses the taps: tcpdump on the director does not see frames ulvs
+// transmits (capture on the receiving host, or set UseQdisc). A full socket buffer
 // blocks a Write at most PollTimeout (SO_SNDTIMEO), then the rest of the
 // batch is dropped and counted (Stats.TxDropped); a frame the kernel refuses
 // is dropped and counted and the batch goes on. With TxRing the transmit
