@@ -289,3 +289,57 @@ func benchEngine(b *testing.B, forward bool) {
 
 func BenchmarkAFPacketRX(b *testing.B)   { benchEngine(b, false) }
 func BenchmarkAFPacketRXTX(b *testing.B) { benchEngine(b, true) }
+
+// BenchmarkTUNLoop measures the TUN engine: each iteration writes a batch
+// of 64 packets into the device, the kernel forwards them (to another
+// address on the device's subnet) straight back into the device, and the
+// engine reads them. One read(2) or write(2) per packet, plus the kernel's
+// forwarding: ns/op is per packet.
+func BenchmarkTUNLoop(b *testing.B) {
+	ns := newNS(b)
+	var e *TUN
+	var err error
+	ns.do(func() { e, err = OpenTUN(TUNConfig{Name: "ulvstunb", Workers: 1}) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	ns.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	ns.exec("sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0")
+	ns.exec("sysctl", "-qw", "net.ipv4.conf.ulvstunb.send_redirects=0")
+	ns.exec("ip", "addr", "add", "10.9.2.1/24", "dev", "ulvstunb")
+	ns.exec("ip", "link", "set", "ulvstunb", "up")
+	q := e.Queues()[0]
+	out := NewBatch(64, 0)
+	for i := range out {
+		ip := ipv4(netip.AddrFrom4([4]byte{10, 9, 2, 2}), netip.AddrFrom4([4]byte{10, 9, 2, 3}), 17, 0, false, ports(uint16(1000+i), 80, 18))
+		ip[10], ip[11] = 0, 0
+		c := ipChecksum(ip[:20])
+		ip[10], ip[11] = byte(c>>8), byte(c)
+		out[i].Len = copy(out[i].Buf[Headroom:], ip)
+	}
+	in := NewBatch(64, 0)
+	guard := time.AfterFunc(time.Minute, func() { e.Close() })
+	defer guard.Stop()
+	pin(benchCPU("ULVS_BENCH_ENGINE_CPU", 1))
+	defer runtime.UnlockOSThread()
+	t0 := threadCPUNS()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		m := min(len(out), b.N-done)
+		if n, err := q.Write(out[:m]); err != nil || n != m {
+			b.Fatalf("Write = %d, %v", n, err)
+		}
+		for got := 0; got < m; {
+			n, err := q.Read(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+		done += m
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(threadCPUNS()-t0)/float64(b.N), "thread-cpu-ns/pkt")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+}
