@@ -85,7 +85,12 @@ func TestAFPacketFilterReceive(t *testing.T) {
 	ns.veth("ea", "eb")
 	vip := netip.MustParseAddr("10.0.0.100")
 	rs := netip.MustParseAddr("10.0.1.11")
-	spec := &FilterSpec{VIPs: []VIP{{Addr: vip, Protocol: 17, Port: 53}}, RealServers: []netip.Addr{rs}, ARP: true}
+	spec := &FilterSpec{
+		VIPs:        []VIP{{Addr: vip, Protocol: 17, Port: 53}, {Addr: vip6, Protocol: 6, Port: 443}},
+		RealServers: []netip.Addr{rs, rs6},
+		ARP:         true,
+		NDP:         true,
+	}
 	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec})
 	gen := ns.rawSock("eb")
 	r := startReader(e.Queues()[0])
@@ -95,22 +100,28 @@ func TestAFPacketFilterReceive(t *testing.T) {
 		arpFrame(),
 		udp4("10.0.1.11", "192.0.2.1", 80, 1000),
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 1, 0, false, icmpMsg(8))),
+		ether(0x86dd, ipv6(cli6, vip6, 6, ports(40000, 443, 20))),
+		ether(0x86dd, ipv6(rs6, cli6, 6, ports(443, 40000, 20))),
+		ns6("fe80::1", vip6),
 	}
 	rejected := [][]byte{
 		udp4("192.0.2.1", "10.0.0.100", 1000, 54),
 		udp4("192.0.2.1", "10.0.0.99", 1000, 53),
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 6, 0, false, ports(1000, 53, 20))),
 		ether(0x88cc, make([]byte, 46)),
+		ether(0x86dd, ipv6(cli6, vip6, 6, ports(40000, 80, 20))),
+		ether(0x86dd, ipv6(cli6, rs6, 6, ports(40000, 443, 20))),
+		ns6("fe80::1", netip.MustParseAddr("2001:db8::99")),
 	}
 	var want [][]byte
 	for i := 0; i < 10; i++ {
 		for j := range accepted {
 			f := bytes.Clone(accepted[j])
-			f[len(f)-1] = byte(i) // distinct content per frame
+			f[11] = byte(i) // distinct content per frame (last byte of the source MAC)
 			gen.send(t, f)
 			want = append(want, f)
 			g := bytes.Clone(rejected[j])
-			g[len(g)-1] = byte(i)
+			g[11] = byte(i)
 			gen.send(t, g)
 		}
 	}
