@@ -29,6 +29,12 @@ type AFPacketConfig struct {
 	// handing it to userspace; it bounds the latency added at low rates.
 	// Millisecond granularity, at least 1 ms. Default 1 ms.
 	BlockTimeout time.Duration
+	// RxRingV2 uses TPACKET_V2 receive rings (fixed 2 KiB slots, each
+	// handed over as soon as it is filled) instead of TPACKET_V3 blocks.
+	// V2 adds no block-timeout latency at low rates; V3 packs frames
+	// densely and wakes the worker once per block at high rates. The ring
+	// then has BlockSize*BlockCount bytes of 2 KiB slots.
+	RxRingV2 bool
 	// BatchSize is the most frames one Read returns and the size of the
 	// sendmmsg batch. Default 64.
 	BatchSize int

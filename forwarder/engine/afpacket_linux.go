@@ -59,7 +59,8 @@ type rxRing struct {
 	mem       []byte
 	blockSize int
 	nblocks   int
-	cur       int    // block being read, or next to be read
+	cur       int    // block being read, or next to be read (V2: next slot)
+	v2        bool   // TPACKET_V2: nblocks slots of v2SlotSize bytes
 	left      uint32 // frames left in block cur; 0 = not inside a block
 	off       int    // ring offset of the next frame inside block cur
 }
@@ -203,6 +204,7 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 
 func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter []unix.SockFilter) (r rxRing, err error) {
 	r.fd = -1
+	c := &e.cfg
 	where := func(op string, err error) error {
 		return fmt.Errorf("afpacket: %s ring of worker %d on %s: %s: %w", iface, worker, ifi.Name, op, err)
 	}
@@ -223,13 +225,16 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 	if err := attachFilter(fd, filter); err != nil {
 		return fail("SO_ATTACH_FILTER", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+	version := unix.TPACKET_V3
+	if c.RxRingV2 {
+		version = unix.TPACKET_V2
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, version); err != nil {
 		return fail("PACKET_VERSION", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		return fail("PACKET_IGNORE_OUTGOING", err)
 	}
-	c := &e.cfg
 	const frameSize = 2048 // nominal in V3 (frames are packed); sets frame_nr
 	req := unix.TpacketReq3{
 		Block_size:     uint32(c.BlockSize),
@@ -238,7 +243,12 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 		Frame_nr:       uint32(c.BlockSize / frameSize * c.BlockCount),
 		Retire_blk_tov: uint32(c.BlockTimeout.Milliseconds()),
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+	if c.RxRingV2 {
+		req2 := unix.TpacketReq{Block_size: req.Block_size, Block_nr: req.Block_nr, Frame_size: v2SlotSize, Frame_nr: req.Frame_nr}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req2); err != nil {
+			return fail("PACKET_RX_RING (V2)", err)
+		}
+	} else if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fail("PACKET_RX_RING", err)
 	}
 	mem, err := unix.Mmap(fd, 0, c.BlockSize*c.BlockCount, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
@@ -246,6 +256,9 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 		return fail("mmap", err)
 	}
 	r.mem, r.blockSize, r.nblocks, r.iface = mem, c.BlockSize, c.BlockCount, iface
+	if c.RxRingV2 {
+		r.v2, r.blockSize, r.nblocks = true, v2SlotSize, int(req.Frame_nr)
+	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
@@ -475,7 +488,11 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 		nr := len(q.rings)
 		for k := 0; k < nr && n < len(pkts); k++ {
 			r := &q.rings[(q.next+k)%nr]
-			n += q.drain(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			if r.v2 {
+				n += q.drainV2(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			} else {
+				n += q.drain(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			}
 		}
 		q.next++
 		if tooBig != 0 {
@@ -550,6 +567,55 @@ func (q *afpQueue) drain(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint
 			continue
 		}
 		r.off += next
+	}
+	return n
+}
+
+// TPACKET_V2 slot layout (struct tpacket2_hdr, then sockaddr_ll at 32).
+const (
+	v2SlotSize = 2048
+	v2Len      = 4
+	v2Snaplen  = 8
+	v2Mac      = 12
+	v2PktType  = 32 + 10
+	v2HdrMin   = 32 + 20
+)
+
+// drainV2 is drain for a TPACKET_V2 ring: each slot goes back to the
+// kernel as soon as its frame is copied.
+func (q *afpQueue) drainV2(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint64) int {
+	n := 0
+	mem := r.mem
+	for n < len(pkts) {
+		h := r.cur * v2SlotSize
+		st := (*uint32)(unsafe.Pointer(&mem[h]))
+		if atomic.LoadUint32(st)&tpStatusUser == 0 {
+			return n
+		}
+		snap := int(u32(mem, h+v2Snaplen))
+		flen := int(u32(mem, h+v2Len))
+		mac := int(u16(mem, h+v2Mac))
+		switch {
+		case mem[h+v2PktType] == unix.PACKET_OUTGOING:
+			*outgoing++
+		case snap != flen || mac < v2HdrMin || mac+snap > v2SlotSize:
+			*tooBig++ // truncated to the slot
+		default:
+			p := &pkts[n]
+			if snap > len(p.Buf)-Headroom {
+				*tooBig++
+				break
+			}
+			copy(p.Buf[Headroom:], mem[h+mac:h+mac+snap])
+			p.Off, p.Len, p.Iface = Headroom, snap, r.iface
+			*bytes += uint64(snap)
+			n++
+		}
+		atomic.StoreUint32(st, tpStatusKernel)
+		r.cur++
+		if r.cur == r.nblocks {
+			r.cur = 0
+		}
 	}
 	return n
 }

@@ -81,6 +81,11 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 func TestAFPacketFilterReceive(t *testing.T) {
+	t.Run("v3", func(t *testing.T) { testFilterReceive(t, false) })
+	t.Run("v2", func(t *testing.T) { testFilterReceive(t, true) })
+}
+
+func testFilterReceive(t *testing.T, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	vip := netip.MustParseAddr("10.0.0.100")
@@ -91,7 +96,7 @@ func TestAFPacketFilterReceive(t *testing.T) {
 		ARP:         true,
 		NDP:         true,
 	}
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec, RxRingV2: v2})
 	gen := ns.rawSock("eb")
 	r := startReader(e.Queues()[0])
 
@@ -202,9 +207,14 @@ func TestAFPacketSetFilter(t *testing.T) {
 }
 
 func TestAFPacketFanout(t *testing.T) {
+	t.Run("v3", func(t *testing.T) { testFanout(t, false) })
+	t.Run("v2", func(t *testing.T) { testFanout(t, true) })
+}
+
+func testFanout(t *testing.T, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 2, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 2, RxRingV2: v2, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
 	if g, _ := e.FanoutGroups(); g == 0 {
 		t.Log("fanout group id 0 (allowed, but unusual)")
 	}
@@ -405,14 +415,15 @@ func TestAFPacketConfigErrors(t *testing.T) {
 }
 
 func TestAFPacketZeroAlloc(t *testing.T) {
-	t.Run("sendmmsg", func(t *testing.T) { testZeroAlloc(t, false) })
-	t.Run("txring", func(t *testing.T) { testZeroAlloc(t, true) })
+	t.Run("v3-sendmmsg", func(t *testing.T) { testZeroAlloc(t, false, false) })
+	t.Run("v3-txring", func(t *testing.T) { testZeroAlloc(t, true, false) })
+	t.Run("v2-sendmmsg", func(t *testing.T) { testZeroAlloc(t, false, true) })
 }
 
-func testZeroAlloc(t *testing.T, txRing bool) {
+func testZeroAlloc(t *testing.T, txRing, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
-	rx := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1})
+	rx := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, RxRingV2: v2})
 	tx := openIn(t, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}, TxRing: txRing})
 	rq, tq := rx.Queues()[0], tx.Queues()[0]
 	out := NewBatch(16, 0)

@@ -25,7 +25,8 @@ import (
 // Placement: ULVS_BENCH_GEN_CPU and ULVS_BENCH_ENGINE_CPU pin the generator
 // and the engine worker (default 0 and 1 when there are two CPUs; -1 leaves
 // a goroutine unpinned). ULVS_BENCH_TXRING=1 makes the engine transmit
-// through the TX ring, ULVS_BENCH_GEN_TXRING=1 the generator. ULVS_BENCH_BLOCK_KB,
+// through the TX ring, ULVS_BENCH_GEN_TXRING=1 the generator, and
+// ULVS_BENCH_RXV2=1 makes the engine receive on TPACKET_V2 rings. ULVS_BENCH_BLOCK_KB,
 // _BLOCKS, _TOV_MS and _BATCH override the ring tunables. ULVS_BENCH_RPS=1 steers the receive softirq of the
 // engine's interface to the engine's CPU with RPS.
 
@@ -200,8 +201,9 @@ func benchEngine(b *testing.B, forward bool) {
 		cfg.BatchSize = v
 	}
 	cfg.TxRing = os.Getenv("ULVS_BENCH_TXRING") == "1"
+	cfg.RxRingV2 = os.Getenv("ULVS_BENCH_RXV2") == "1"
 	e := openIn(b, l.ns, cfg)
-	b.Logf("config: txring %v, block %d KiB x %d, timeout %v, batch %d", e.cfg.TxRing, e.cfg.BlockSize>>10, e.cfg.BlockCount, e.cfg.BlockTimeout, e.cfg.BatchSize)
+	b.Logf("config: rx v2 %v, txring %v, block %d KiB x %d, timeout %v, batch %d", e.cfg.RxRingV2, e.cfg.TxRing, e.cfg.BlockSize>>10, e.cfg.BlockCount, e.cfg.BlockTimeout, e.cfg.BatchSize)
 	genCPU, engCPU := benchCPU("ULVS_BENCH_GEN_CPU", 0), benchCPU("ULVS_BENCH_ENGINE_CPU", 1)
 	var stop atomic.Bool
 	var received atomic.Int64
@@ -357,4 +359,45 @@ func BenchmarkFrameCopy(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAFPacketPingPong measures the latency the engine adds at a low
+// rate: one frame at a time goes from a plain socket on eb into the
+// engine on ea, which echoes it back out ea; ns/op is the round trip.
+// ULVS_BENCH_* tunables apply (a TPACKET_V3 block waits up to its timeout).
+func BenchmarkAFPacketPingPong(b *testing.B) {
+	ns := newNS(b)
+	ns.veth("ea", "eb")
+	cfg := AFPacketConfig{Public: "ea", Workers: 1, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}}
+	if v, err := strconv.Atoi(os.Getenv("ULVS_BENCH_BLOCK_KB")); err == nil {
+		cfg.BlockSize = v << 10
+	}
+	if v, err := strconv.Atoi(os.Getenv("ULVS_BENCH_TOV_MS")); err == nil {
+		cfg.BlockTimeout = time.Duration(v) * time.Millisecond
+	}
+	cfg.RxRingV2 = os.Getenv("ULVS_BENCH_RXV2") == "1"
+	e := openIn(b, ns, cfg)
+	peer := ns.rawSock("eb")
+	go func() {
+		q := e.Queues()[0]
+		pkts := NewBatch(q.BatchSize(), 0)
+		for {
+			n, err := q.Read(pkts)
+			if err != nil {
+				return
+			}
+			q.Write(pkts[:n])
+		}
+	}()
+	frame := udp4("192.0.2.1", "10.0.0.100", 1000, 80)
+	buf := make([]byte, 2048)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		peer.send(b, frame)
+		if peer.recv(buf) == nil {
+			b.Fatalf("echo %d lost", i)
+		}
+	}
+	b.StopTimer()
+	b.Logf("v2 %v block %d KiB timeout %v", e.cfg.RxRingV2, e.cfg.BlockSize>>10, e.cfg.BlockTimeout)
 }
