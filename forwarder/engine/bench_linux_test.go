@@ -392,12 +392,23 @@ func BenchmarkAFPacketPingPong(b *testing.B) {
 	frame := udp4("192.0.2.1", "10.0.0.100", 1000, 80)
 	buf := make([]byte, 2048)
 	b.ResetTimer()
+	late := 0
 	for i := 0; i < b.N; i++ {
 		peer.send(b, frame)
-		if peer.recv(buf) == nil {
-			b.Fatalf("echo %d lost", i)
+		// recv waits 200ms; on a loaded machine allow a few rounds.
+		tries := 0
+		for peer.recv(buf) == nil {
+			if tries++; tries == 25 {
+				b.Fatalf("echo %d lost (engine stats %+v)", i, e.Stats())
+			}
+		}
+		if tries > 0 {
+			late++
 		}
 	}
 	b.StopTimer()
+	if late > 0 {
+		b.Logf("%d echoes took more than 200ms", late)
+	}
 	b.Logf("v2 %v block %d KiB timeout %v", e.cfg.RxRingV2, e.cfg.BlockSize>>10, e.cfg.BlockTimeout)
 }
