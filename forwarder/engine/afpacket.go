@@ -99,6 +99,9 @@ func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
 	if d.Workers == 0 {
 		d.Workers = runtime.NumCPU()
 	}
+	if d.Workers > 256 {
+		return d, fmt.Errorf("%w: afpacket: %d workers, a fanout group holds at most 256", ErrBadConfig, d.Workers)
+	}
 	if d.BlockSize == 0 {
 		d.BlockSize = DefaultBlockSize
 	}

@@ -514,3 +514,46 @@ func TestAFPacketWriteWhileReadBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// One worker receives on both interfaces and tags each frame with the
+// interface it came from.
+func TestAFPacketTwoInterfaces(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	ns.veth("ec", "ed")
+	vip, rs := netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.0.1.11")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1,
+		Filter: &FilterSpec{VIPs: []VIP{{Addr: vip, Protocol: 17, Port: 80}}, RealServers: []netip.Addr{rs}}})
+	if e.Interface(Public).Name != "ea" || e.Interface(Private).Name != "ec" || e.Interface(Iface(9)) != nil {
+		t.Fatalf("Interface() = %v %v", e.Interface(Public), e.Interface(Private))
+	}
+	pub, priv := ns.rawSock("eb"), ns.rawSock("ed")
+	r := startReader(e.Queues()[0])
+	for i := 0; i < 50; i++ {
+		pub.send(t, udp4("192.0.2.1", "10.0.0.100", uint16(1000+i), 80)) // client -> VIP
+		priv.send(t, udp4("10.0.1.11", "192.0.2.1", 80, uint16(1000+i))) // NAT return
+		priv.send(t, udp4("10.0.1.12", "192.0.2.1", 80, uint16(1000+i))) // not a real server: filtered
+	}
+	if !waitFor(5*time.Second, func() bool { return r.count() >= 100 }) {
+		t.Fatalf("received %d, want 100", r.count())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n [2]int
+	for i, f := range r.frames {
+		src := netip.AddrFrom4([4]byte(f[26:30]))
+		want := Public
+		if src == rs {
+			want = Private
+		} else if src != netip.MustParseAddr("192.0.2.1") {
+			t.Fatalf("frame from %v got through the filter", src)
+		}
+		if r.ifaces[i] != want {
+			t.Fatalf("frame from %v tagged %v, want %v", src, r.ifaces[i], want)
+		}
+		n[want]++
+	}
+	if n[Public] != 50 || n[Private] != 50 {
+		t.Fatalf("per interface %v, want 50/50", n)
+	}
+}

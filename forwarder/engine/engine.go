@@ -84,7 +84,8 @@ type Queue interface {
 	// Write transmits pkts[i].Buf[Off:Off+Len] on pkts[i].Iface, batched
 	// (one system call per interface per batch where the engine allows).
 	// It returns the number of frames the kernel accepted; frames it could
-	// not send are counted in Stats.TxDropped. Write does not retain pkts.
+	// not send (bad Off/Len, an interface the engine does not have, a full
+	// buffer) are counted in Stats.TxDropped. Write does not retain pkts.
 	Write(pkts []Packet) (n int, err error)
 	// BatchSize is the number of slots Read fills at most per call on this
 	// engine; size batches with it.
