@@ -548,8 +548,8 @@ func (q *afpQueue) drain(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint
 		switch {
 		case pktType == unix.PACKET_OUTGOING:
 			*outgoing++
-		case snap != flen || h+mac+snap > end:
-			*tooBig++ // truncated by the ring
+		case snap <= 0 || snap != flen || h+mac+snap > end:
+			*tooBig++ // empty, or truncated by the ring
 		default:
 			p := &pkts[n]
 			if snap > len(p.Buf)-Headroom {
@@ -598,8 +598,8 @@ func (q *afpQueue) drainV2(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *ui
 		switch {
 		case mem[h+v2PktType] == unix.PACKET_OUTGOING:
 			*outgoing++
-		case snap != flen || mac < v2HdrMin || mac+snap > v2SlotSize:
-			*tooBig++ // truncated to the slot
+		case snap <= 0 || snap != flen || mac < v2HdrMin || mac+snap > v2SlotSize:
+			*tooBig++ // empty, or truncated to the slot
 		default:
 			p := &pkts[n]
 			if snap > len(p.Buf)-Headroom {

@@ -114,7 +114,7 @@ type FilterSetter interface {
 type Stats struct {
 	RxFrames   uint64 // frames handed to Read callers
 	RxBytes    uint64 // bytes of those frames
-	RxTooBig   uint64 // frames dropped because they did not fit the caller's slot (or were truncated by the ring)
+	RxTooBig   uint64 // frames dropped because they did not fit the caller's slot, were truncated by the ring, or were empty
 	RxOutgoing uint64 // frames skipped because the kernel marked them outgoing
 	// Kernel ring counters (AF_PACKET PACKET_STATISTICS, accumulated).
 	KernelPackets uint64 // frames the kernel passed the filter for this socket
