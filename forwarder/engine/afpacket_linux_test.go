@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -555,5 +556,29 @@ func TestAFPacketTwoInterfaces(t *testing.T) {
 	}
 	if n[Public] != 50 || n[Private] != 50 {
 		t.Fatalf("per interface %v, want 50/50", n)
+	}
+}
+
+// The receive sockets are taps, which the kernel runs before the ingress
+// hooks: a netdev-ingress nftables drop of VIP traffic keeps the kernel's own
+// stack away from it (no second forwarding, no RST) while the engine still
+// receives every frame.
+func TestAFPacketReceivesBeforeIngressDrop(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	ns.exec("nft", "add table netdev ulvstest")
+	ns.exec("nft", "add chain netdev ulvstest in { type filter hook ingress device ea priority 0 ; }")
+	ns.exec("nft", "add rule netdev ulvstest in ip daddr 10.0.0.100 counter drop")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
+	gen := ns.rawSock("eb")
+	r := startReader(e.Queues()[0])
+	for i := 0; i < 20; i++ {
+		gen.send(t, udp4("192.0.2.1", "10.0.0.100", uint16(i), 80))
+	}
+	if !waitFor(5*time.Second, func() bool { return r.count() >= 20 }) {
+		t.Fatalf("engine received %d of 20 frames dropped at ingress", r.count())
+	}
+	if out := ns.exec("nft", "list chain netdev ulvstest in"); !strings.Contains(out, "packets 20 ") {
+		t.Fatalf("ingress rule did not see the 20 frames:\n%s", out)
 	}
 }

@@ -115,6 +115,16 @@
 // ring memory, no slots held while the peer still owns the skb, and no
 // extra failure mode.
 //
+// The kernel's own stack. AF_PACKET receives a copy: the kernel still
+// processes every frame itself afterwards. The receive sockets are taps,
+// which run before the tc and netfilter ingress hooks, so a netdev-ingress
+// nftables rule that drops the traffic the filter selects (VIP traffic, the
+// NAT return path) leaves ulvs's copy intact while the kernel never routes,
+// forwards a second time or resets it, and saves the stack's per-packet
+// cost (TestAFPacketReceivesBeforeIngressDrop shows it). Without such a rule
+// the director must at least not forward (net.ipv4.ip_forward=0) and must
+// not own the VIPs.
+//
 // Counters (Stats): frames and bytes read and written, frames dropped by
 // size or on transmit, transmit system calls, polls, and the kernel's
 // PACKET_STATISTICS (packets passed by the filter, ring drops, queue
