@@ -71,6 +71,14 @@ type Status struct {
 	CertNotAfter     time.Time     `json:"cert_not_after,omitzero"`
 }
 
+// uniformJitter is the default first-run delay: uniform in [0, iv).
+func uniformJitter(iv time.Duration) time.Duration {
+	if iv <= 0 {
+		return 0
+	}
+	return rand.N(iv)
+}
+
 // ErrClosed is returned by Update after Close.
 var ErrClosed = errors.New("healthcheck: manager closed")
 
@@ -186,18 +194,13 @@ func NewManager(log zerolog.Logger, sink Sink, opts ...Option) *Manager {
 		sink:        sink,
 		clock:       systemClock{},
 		maxInFlight: DefaultMaxInFlight,
-		jitter: func(iv time.Duration) time.Duration {
-			if iv <= 0 {
-				return 0
-			}
-			return rand.N(iv)
-		},
-		newChecker: newChecker,
-		updates:    make(chan updateReq),
-		statusReq:  make(chan chan []Status),
-		done:       make(chan struct{}),
-		loopDone:   make(chan struct{}),
-		entries:    make(map[TargetID]*entry),
+		jitter:      uniformJitter,
+		newChecker:  newChecker,
+		updates:     make(chan updateReq),
+		statusReq:   make(chan chan []Status),
+		done:        make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		entries:     make(map[TargetID]*entry),
 	}
 	for _, o := range opts {
 		o(m)
@@ -621,9 +624,10 @@ func (h *entryHeap) Pop() any {
 
 // note is one Sink call waiting for delivery.
 type note struct {
-	id     TargetID
-	tr     *Transition // SetHealth when set, else SetWeight
-	weight int
+	id      TargetID
+	tr      *Transition // SetHealth when set, else SetWeight
+	weight  int
+	barrier chan struct{} // flush: closed when reached, no Sink call
 }
 
 // notifier delivers notes to the Sink from its own goroutine, in order, so
@@ -683,6 +687,10 @@ func (n *notifier) run() {
 			x := n.q[0]
 			n.q = n.q[1:]
 			n.mu.Unlock()
+			if x.barrier != nil {
+				close(x.barrier)
+				continue
+			}
 			if n.sink == nil {
 				continue
 			}
@@ -696,3 +704,14 @@ func (n *notifier) run() {
 }
 
 func (n *notifier) wait() { <-n.exited }
+
+// flush returns once every note pushed before it has been delivered (or the
+// notifier stopped).
+func (n *notifier) flush() {
+	b := make(chan struct{})
+	n.push(note{barrier: b})
+	select {
+	case <-b:
+	case <-n.exited:
+	}
+}
