@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -180,7 +181,7 @@ func Describe(err error, timeout time.Duration, udp bool) string {
 		return "certificate verify failed: " + verifyDetail(verifyErr.Err)
 	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname):
 		return "certificate verify failed: " + verifyDetail(err)
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return "TLS handshake failed: server did not answer with TLS"
 	case errors.As(err, &alert):
 		return "TLS handshake failed: " + alert.Error()

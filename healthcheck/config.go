@@ -192,7 +192,7 @@ var keysByType = map[string][]string{
 	TypeTLS:        {"connect_address", "connect_port", "sni", "verify_tls", "ca_file", "expiry_warning"},
 	TypeUDP:        {"connect_address", "connect_port", "send", "expect"},
 	TypeDNS:        {"connect_address", "connect_port", "query_name", "query_type", "expect_answer"},
-	TypeExec:       {"program", "args", "env"},
+	TypeExec:       {"connect_address", "connect_port", "program", "args", "env"},
 	TypeFeedback:   {"connect_address", "connect_port", "agent_path", "min_weight", "max_weight", "hysteresis"},
 	TypeNone:       {},
 }

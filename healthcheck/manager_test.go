@@ -470,7 +470,13 @@ func TestManagerHangingCheckDoesNotDelayOthers(t *testing.T) {
 	slow, fast := spec(1, Config{Timeout: time.Hour}), spec(2, Config{})
 	h.sc.setHang(slow.ID, true)
 	h.update(slow, fast)
-	h.step(0, 1) // fast completes while slow hangs
+	h.wait(1) // fast completes while slow hangs
+	for i := 0; h.sc.nCalls(slow.ID) != 1; i++ {
+		if i > 1e6 {
+			t.Fatal("slow probe never started")
+		}
+		runtime.Gosched()
+	}
 	for range 10 {
 		h.step(2*time.Second, 1)
 	}
