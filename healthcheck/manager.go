@@ -376,8 +376,8 @@ func (m *Manager) start(e *entry, now time.Time) {
 	m.probes.Add(1)
 	go func() {
 		defer m.probes.Done()
-		pctx, pcancel := context.WithTimeout(ctx, timeout)
 		t0 := time.Now()
+		pctx, pcancel := context.WithTimeout(ctx, timeout)
 		res := ch.check(pctx)
 		dur := time.Since(t0)
 		pcancel()
@@ -441,7 +441,7 @@ func (m *Manager) apply(r probeResult) {
 		if left := r.res.CertNotAfter.Sub(now); left < c.ExpiryWarning && !e.certWarned.Equal(r.res.CertNotAfter) {
 			e.certWarned = r.res.CertNotAfter
 			m.log.Warn().Str("service", e.spec.ID.Service).Stringer("server", e.spec.ID.Server).
-				Str("check", c.Type).Time("not_after", r.res.CertNotAfter).Dur("left", left).
+				Str("check", c.Type).Time("not_after", r.res.CertNotAfter).Str("left", left.Round(time.Second).String()).
 				Msg("real server certificate expires soon")
 		}
 	}

@@ -288,8 +288,8 @@ func freePort(t *testing.T) int {
 }
 
 // startDaemon starts cmd, records its PID, and kills exactly that process
-// on cleanup.
-func startDaemon(t *testing.T, cmd *exec.Cmd) {
+// on cleanup. The returned function kills it earlier (idempotent).
+func startDaemon(t *testing.T, cmd *exec.Cmd) (kill func()) {
 	t.Helper()
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -299,13 +299,21 @@ func startDaemon(t *testing.T, cmd *exec.Cmd) {
 	pid := cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	kill = func() {
+		select {
+		case <-exited:
+		default:
+			syscall.Kill(pid, syscall.SIGKILL)
+			<-exited
+		}
+	}
 	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		<-exited
+		kill()
 		if t.Failed() {
 			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), out.String())
 		}
 	})
+	return kill
 }
 
 // waitTCP waits (bounded) until addr accepts connections.
@@ -325,6 +333,8 @@ func waitTCP(t *testing.T, addr string) {
 type nginxServer struct {
 	http, https netip.AddrPort
 	certs       certs
+	kill        func()        // stops it
+	restart     func() func() // starts it again with the same configuration
 }
 
 // startNginx runs Debian's nginx with its own prefix on two free loopback
@@ -367,14 +377,18 @@ http {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startDaemon(t, exec.Command(bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "logs/error.log")))
 	n := nginxServer{
 		http:  netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p1)),
 		https: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p2)),
 		certs: c,
 	}
-	waitTCP(t, n.http.String())
-	waitTCP(t, n.https.String())
+	n.restart = func() func() {
+		kill := startDaemon(t, exec.Command(bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "logs/error.log")))
+		waitTCP(t, n.http.String())
+		waitTCP(t, n.https.String())
+		return kill
+	}
+	n.kill = n.restart()
 	return n
 }
 
