@@ -177,6 +177,8 @@ func Describe(err error, timeout time.Duration, udp bool) string {
 		return "network unreachable"
 	case errors.Is(err, syscall.EPIPE):
 		return "broken pipe"
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return "operation not permitted" // a local firewall rule or a prohibit route
 	case errors.As(err, &verifyErr):
 		return "certificate verify failed: " + verifyDetail(verifyErr.Err)
 	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname):
