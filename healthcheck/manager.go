@@ -370,17 +370,17 @@ func (m *Manager) start(e *entry, now time.Time) {
 	e.running = true
 	e.started = now
 	m.inflight++
-	ctx, cancel := context.WithCancel(m.probeCtx)
+	// The deadline starts now, when the probe gets its slot (not when it
+	// became due); cancel also ends it early on removal or Close.
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(m.probeCtx, e.spec.Config.Timeout)
 	e.cancel = cancel
-	gen, ch, timeout := e.gen, e.ch, e.spec.Config.Timeout
+	gen, ch := e.gen, e.ch
 	m.probes.Add(1)
 	go func() {
 		defer m.probes.Done()
-		t0 := time.Now()
-		pctx, pcancel := context.WithTimeout(ctx, timeout)
-		res := ch.check(pctx)
+		res := ch.check(ctx)
 		dur := time.Since(t0)
-		pcancel()
 		cancel()
 		select {
 		case m.results <- probeResult{e: e, gen: gen, ch: ch, res: res, dur: dur}:

@@ -456,3 +456,22 @@ func zombieChildren() []int {
 	}
 	return z
 }
+
+// listenTCPB is a loopback listener that accepts and closes, for benchmarks.
+func listenTCPB(b *testing.B) netip.AddrPort {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	b.Cleanup(func() { ln.Close() })
+	return addrOf(ln.Addr())
+}
