@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -418,8 +417,6 @@ func startDnsmasq(t *testing.T) netip.AddrPort {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-var errNotDead = errors.New("still alive")
 
 // processGone reports whether pid has exited (a zombie counts as exited:
 // it runs nothing; its reaping is its parent's business).
