@@ -29,6 +29,11 @@ import (
 // of a virtual service is the sink's business too: it takes traffic while no
 // real server of Transition.ID.Service is up, which the sink counts from
 // these calls (or from Status).
+//
+// On a reload, Update reports nothing for checks that did not change: a
+// sink that rebuilds its table from the configuration must carry each real
+// server's health and dynamic weight over from its old table, or re-apply
+// Status (Up, Weight) after Update.
 type Sink interface {
 	// SetHealth reports a transition (or, with Initial set, the starting
 	// state of a check just added). Each transition is reported once.
