@@ -60,3 +60,25 @@ func BenchmarkTCPProbe(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReload10kUnchanged is a reload of 10,000 unchanged tcp checks:
+// validation, checker construction and reconciliation (nothing restarts).
+func BenchmarkReload10kUnchanged(b *testing.B) {
+	const n = 10000
+	m := NewManager(zerolog.Nop(), nil, WithClock(newFakeClock()))
+	defer m.Close()
+	specs := make([]Spec, n)
+	for i := range specs {
+		specs[i] = spec(i, Config{Type: TypeTCP, Interval: time.Hour})
+	}
+	if err := m.Update(specs); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := m.Update(specs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

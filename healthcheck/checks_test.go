@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -63,6 +64,20 @@ func runProbes(t *testing.T, cases []probeCase) {
 
 func TestTCPCheck(t *testing.T) {
 	echo := tcpEcho(t)
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		// IPv6 loopback, where the machine has it.
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		runProbes(t, []probeCase{{"ipv6", addrOf(ln.Addr()), Config{Type: TypeTCP}, true, "connected", -1}})
+	}
 	runProbes(t, []probeCase{
 		{"connect", echo, Config{Type: TypeTCP}, true, "connected", -1},
 		{"refused", closedPort(t, "tcp"), Config{Type: TypeTCP}, false, "connection refused", -1},

@@ -239,13 +239,13 @@ func (c Config) Validate() error {
 	if !slices.Contains(Types, c.Type) && c.Type != "" {
 		return cfgErr("type", "unknown check type %q (want one of %s)", c.Type, strings.Join(Types, ", "))
 	}
-	allowed := keysByType[c.Normalize().Type]
+	n := c.Normalize()
+	allowed := keysByType[n.Type]
 	for _, k := range c.setKeys() {
 		if !slices.Contains(allowed, k) {
-			return cfgErr(k, "not used by a %q check", c.Normalize().Type)
+			return cfgErr(k, "not used by a %q check", n.Type)
 		}
 	}
-	n := c.Normalize()
 	switch {
 	case n.Interval < 0:
 		return cfgErr("interval", "must be positive (got %s)", n.Interval)
@@ -278,9 +278,12 @@ func (c Config) Validate() error {
 			return cfgErr("send", "%v", err)
 		}
 	}
-	for key, re := range map[string]string{"expect": n.Expect, "body_regex": n.BodyRegex} {
-		if _, err := regexp.Compile(re); err != nil {
-			return cfgErr(key, "bad regular expression: %v", err)
+	for _, kv := range [...][2]string{{"expect", n.Expect}, {"body_regex", n.BodyRegex}} {
+		if kv[1] == "" {
+			continue
+		}
+		if _, err := regexp.Compile(kv[1]); err != nil {
+			return cfgErr(kv[0], "bad regular expression: %v", err)
 		}
 	}
 	switch n.Type {
