@@ -95,6 +95,9 @@ func (d *dnsChecker) check(ctx context.Context) Result {
 	buf := make([]byte, 4096)
 	for {
 		n, err := conn.Read(buf)
+		if err == nil && pastDeadline(ctx) {
+			err = context.DeadlineExceeded
+		}
 		if err != nil {
 			err = ctxErr(ctx, err)
 			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {

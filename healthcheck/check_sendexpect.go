@@ -73,6 +73,9 @@ func (s *sendExpect) check(ctx context.Context) Result {
 func (s *sendExpect) readDatagram(ctx context.Context, conn net.Conn) Result {
 	buf := make([]byte, maxResponse)
 	n, err := conn.Read(buf)
+	if err == nil && pastDeadline(ctx) {
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
 		if errors.Is(ctxErr(ctx, err), context.DeadlineExceeded) || isTimeout(err) {
 			return failResult(fmt.Sprintf("timeout after %s: no reply", s.timeout))
@@ -95,6 +98,11 @@ func (s *sendExpect) readStream(ctx context.Context, conn net.Conn) Result {
 			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
 		}
 		n, err := conn.Read(buf[len(buf):cap(buf)])
+		if pastDeadline(ctx) {
+			// An answer that comes after the deadline is a timeout, even
+			// if this goroutine only got to read it late.
+			n, err = 0, context.DeadlineExceeded
+		}
 		buf = buf[:len(buf)+n]
 		if s.expect.Match(buf) {
 			return okResult(fmt.Sprintf("response matches after %d bytes", len(buf)))
@@ -109,6 +117,13 @@ func (s *sendExpect) readStream(ctx context.Context, conn net.Conn) Result {
 			return failErr(ctxErr(ctx, err), s.timeout, false)
 		}
 	}
+}
+
+// pastDeadline reports whether ctx's deadline has passed, by the clock
+// rather than by ctx.Err, which its timer sets a little later.
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // ctxErr prefers ctx's error (deadline, cancel) to the I/O error it caused.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -281,14 +282,34 @@ func serveTCP2(t *testing.T, ln net.Listener) netip.AddrPort {
 	return addrOf(ln.Addr())
 }
 
+// freePort returns a loopback port free for both TCP and UDP, below the
+// usual ephemeral range (32768-60999) so that the many client connections
+// of the tests do not take it before the daemon binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	return int(closedPort(t, "tcp").Port())
+	for range 100 {
+		p := 20000 + mrand.IntN(12000)
+		a := "127.0.0.1:" + strconv.Itoa(p)
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", a)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return p
+	}
+	t.Fatal("no free port")
+	return 0
 }
 
 // startDaemon starts cmd, records its PID, and kills exactly that process
-// on cleanup. The returned function kills it earlier (idempotent).
-func startDaemon(t *testing.T, cmd *exec.Cmd) (kill func()) {
+// on cleanup. kill stops it earlier (idempotent); exited is closed when it
+// has exited.
+func startDaemon(t *testing.T, cmd *exec.Cmd) (kill func(), exited <-chan struct{}) {
 	t.Helper()
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -296,14 +317,14 @@ func startDaemon(t *testing.T, cmd *exec.Cmd) (kill func()) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	kill = func() {
 		select {
-		case <-exited:
+		case <-done:
 		default:
 			syscall.Kill(pid, syscall.SIGKILL)
-			<-exited
+			<-done
 		}
 	}
 	t.Cleanup(func() {
@@ -312,7 +333,33 @@ func startDaemon(t *testing.T, cmd *exec.Cmd) (kill func()) {
 			t.Logf("%s output:\n%s", filepath.Base(cmd.Path), out.String())
 		}
 	})
-	return kill
+	return kill, done
+}
+
+// waitReady polls ready (bounded) until it holds; false if the daemon
+// exited first (a port taken between our choice and its bind, say).
+func waitReady(t *testing.T, exited <-chan struct{}, ready func() bool) bool {
+	t.Helper()
+	for range 500 {
+		if ready() {
+			return true
+		}
+		select {
+		case <-exited:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("daemon never became ready")
+	return false
+}
+
+func tcpUp(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }
 
 // waitTCP waits (bounded) until addr accepts connections.
@@ -344,10 +391,22 @@ func startNginx(t *testing.T) nginxServer {
 	bin := need(t, "nginx")
 	dir := t.TempDir()
 	c := makeCerts(t, dir, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-	p1, p2 := freePort(t), freePort(t)
 	for _, d := range []string{"tmp", "logs"} {
 		os.Mkdir(filepath.Join(dir, d), 0o755)
 	}
+	for attempt := 0; ; attempt++ {
+		p1, p2 := freePort(t), freePort(t)
+		n, ok := tryNginx(t, bin, dir, c, p1, p2)
+		if ok {
+			return n
+		}
+		if attempt == 4 {
+			t.Fatal("nginx did not start in 5 attempts")
+		}
+	}
+}
+
+func tryNginx(t *testing.T, bin, dir string, c certs, p1, p2 int) (nginxServer, bool) {
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
@@ -381,14 +440,20 @@ http {
 		https: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p2)),
 		certs: c,
 	}
+	start := func() (func(), bool) {
+		kill, exited := startDaemon(t, exec.Command(bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "logs/error.log")))
+		return kill, waitReady(t, exited, func() bool { return tcpUp(n.http.String()) && tcpUp(n.https.String()) })
+	}
 	n.restart = func() func() {
-		kill := startDaemon(t, exec.Command(bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "logs/error.log")))
-		waitTCP(t, n.http.String())
-		waitTCP(t, n.https.String())
+		kill, ok := start()
+		if !ok {
+			t.Fatal("nginx did not restart")
+		}
 		return kill
 	}
-	n.kill = n.restart()
-	return n
+	var ok bool
+	n.kill, ok = start()
+	return n, ok
 }
 
 // startDnsmasq runs dnsmasq on a free loopback port answering x.test with
@@ -396,26 +461,19 @@ http {
 func startDnsmasq(t *testing.T) netip.AddrPort {
 	t.Helper()
 	bin := need(t, "dnsmasq")
-	port := int(closedPort(t, "udp").Port())
-	startDaemon(t, exec.Command(bin, "--keep-in-foreground", "--conf-file=/dev/null", "--port="+strconv.Itoa(port),
-		"--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=",
-		"--user=root", "--address=/x.test/192.0.2.7", "--log-facility=-"))
-	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	// Wait until it answers.
-	s := Spec{ID: TargetID{"dns", addr}, Config: Config{Type: TypeDNS, QueryName: "x.test", Timeout: 100 * time.Millisecond}}
-	for i := 0; ; i++ {
-		r := Probe(context.Background(), s)
-		if r.OK {
+	for range 5 {
+		port := freePort(t)
+		_, exited := startDaemon(t, exec.Command(bin, "--keep-in-foreground", "--conf-file=/dev/null", "--port="+strconv.Itoa(port),
+			"--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=",
+			"--user=root", "--address=/x.test/192.0.2.7", "--log-facility=-"))
+		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+		s := Spec{ID: TargetID{"dns", addr}, Config: Config{Type: TypeDNS, QueryName: "x.test", Timeout: 100 * time.Millisecond}}
+		if waitReady(t, exited, func() bool { return Probe(context.Background(), s).OK }) {
 			return addr
 		}
-		if i == 100 {
-			t.Fatalf("dnsmasq never answered: %s", r.Reason)
-		}
-		if !strings.Contains(r.Reason, "ICMP") && !strings.Contains(r.Reason, "timeout") {
-			t.Fatalf("dnsmasq: %s", r.Reason)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	t.Fatal("dnsmasq did not start in 5 attempts")
+	return netip.AddrPort{}
 }
 
 // processGone reports whether pid has exited (a zombie counts as exited:
