@@ -120,7 +120,17 @@ func Probe(ctx context.Context, spec Spec) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.Config.Timeout)
 	defer cancel()
-	return ch.check(ctx)
+	return enforceDeadline(ctx, ch.check(ctx), spec.Config.Timeout)
+}
+
+// enforceDeadline turns a success that completed after the deadline into a
+// timeout: a server that answers late is slow, even if the probe's goroutine
+// was itself late to notice the deadline.
+func enforceDeadline(ctx context.Context, r Result, timeout time.Duration) Result {
+	if r.OK && pastDeadline(ctx) {
+		return failResult(fmt.Sprintf("timeout after %s", timeout))
+	}
+	return r
 }
 
 type noneChecker struct{}

@@ -271,3 +271,19 @@ func TestDescribeTimeoutFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestEnforceDeadline(t *testing.T) {
+	past, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	if r := enforceDeadline(past, okResult("status 200"), time.Second); r.OK || r.Reason != "timeout after 1s" {
+		t.Fatalf("late success: %+v", r)
+	}
+	if r := enforceDeadline(past, failResult("status 503"), time.Second); r.Reason != "status 503" {
+		t.Fatalf("late failure keeps its reason: %+v", r)
+	}
+	future, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	if r := enforceDeadline(future, okResult("status 200"), time.Hour); !r.OK {
+		t.Fatalf("success in time: %+v", r)
+	}
+}

@@ -380,11 +380,11 @@ func (m *Manager) start(e *entry, now time.Time) {
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(m.probeCtx, e.spec.Config.Timeout)
 	e.cancel = cancel
-	gen, ch := e.gen, e.ch
+	gen, ch, timeout := e.gen, e.ch, e.spec.Config.Timeout
 	m.probes.Add(1)
 	go func() {
 		defer m.probes.Done()
-		res := ch.check(ctx)
+		res := enforceDeadline(ctx, ch.check(ctx), timeout)
 		dur := time.Since(t0)
 		cancel()
 		select {
