@@ -50,6 +50,9 @@ const (
 	DefaultExpiryWarning = 14 * 24 * time.Hour
 	DefaultAgentPort     = 7777
 	DefaultAgentPath     = "/load"
+
+	MinInterval = 10 * time.Millisecond // a shorter interval would busy-loop
+	MinTimeout  = time.Millisecond
 )
 
 // ErrInvalidConfig is matched (errors.Is) by every *ConfigError.
@@ -247,10 +250,10 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case n.Interval < 0:
-		return cfgErr("interval", "must be positive (got %s)", n.Interval)
-	case n.Timeout < 0:
-		return cfgErr("timeout", "must be positive (got %s)", n.Timeout)
+	case n.Interval < MinInterval:
+		return cfgErr("interval", "must be at least %s (got %s)", MinInterval, n.Interval)
+	case n.Timeout < MinTimeout:
+		return cfgErr("timeout", "must be at least %s (got %s)", MinTimeout, n.Timeout)
 	case n.Rise < 1:
 		return cfgErr("rise", "must be at least 1 (got %d)", n.Rise)
 	case n.Fall < 1:

@@ -178,8 +178,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		msg string
 	}{
 		{Config{Type: "icmp"}, "type", "unknown check type"},
-		{Config{Interval: -time.Second}, "interval", "must be positive"},
-		{Config{Timeout: -1}, "timeout", "must be positive"},
+		{Config{Interval: -time.Second}, "interval", "at least 10ms"},
+		{Config{Interval: time.Millisecond}, "interval", "at least 10ms"},
+		{Config{Timeout: -1}, "timeout", "at least 1ms"},
 		{Config{Rise: -1}, "rise", "at least 1"},
 		{Config{Fall: -2}, "fall", "at least 1"},
 		{Config{OnFailure: "drop"}, "on_failure", `"remove" or "quiesce"`},
