@@ -18,8 +18,8 @@ import (
 // TargetID names one checked real server of one virtual service. It is the
 // key of Update's reconciliation and of every Sink call.
 type TargetID struct {
-	Service string         // the virtual service, as the sink names it (e.g. "tcp/192.0.2.10:80" or a config name)
-	Server  netip.AddrPort // the real server
+	Service string         `json:"service"` // the virtual service, as the sink names it (e.g. "tcp/192.0.2.10:80" or a config name)
+	Server  netip.AddrPort `json:"server"`  // the real server
 }
 
 func (id TargetID) String() string { return id.Service + " " + id.Server.String() }

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -687,3 +688,23 @@ type blockingSink struct {
 
 func (s *blockingSink) SetHealth(Transition)    { <-s.block; s.n.Add(1) }
 func (s *blockingSink) SetWeight(TargetID, int) { <-s.block; s.n.Add(1) }
+
+func TestStatusJSON(t *testing.T) {
+	h := newHarness(t)
+	h.sc.push(tid(1), failResult("status 503"))
+	h.update(spec(1, Config{Type: TypeHTTP}))
+	h.wait(1)
+	b, err := json.Marshal(h.m.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"id":{"service":"tcp/192.0.2.1:80","server":"10.0.0.1:80"}`, `"type":"http"`, `"up":false`,
+		`"reason":"status 503"`, `"last_ok":false`, `"failures":1`, `"configured_weight":10`, `"on_failure":"remove"`, `"checks":1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status JSON lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "cert_not_after") {
+		t.Errorf("zero cert expiry not omitted: %s", b)
+	}
+}
