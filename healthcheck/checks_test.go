@@ -174,7 +174,7 @@ func TestTLSCheck(t *testing.T) {
 		{"silent", tcpSilent(t), tl(Config{}), false, "timeout after 300ms", -1},
 		{"expired without verify", tlsServer(t, expired.leaf), tl(Config{}), false, "certificate expired at .*", -1},
 	})
-	r := Probe(context.Background(), Spec{ID: TargetID{"s", n.https}, Config: Config{Type: TypeTLS, Timeout: probeTimeout}})
+	r := Probe(context.Background(), Spec{ID: TargetID{"s", n.https}, Config: Config{Type: TypeTLS, Timeout: 5 * time.Second}})
 	if !r.CertNotAfter.Equal(n.certs.notAfter) {
 		t.Fatalf("CertNotAfter %s, want %s", r.CertNotAfter, n.certs.notAfter)
 	}

@@ -467,7 +467,7 @@ func startDnsmasq(t *testing.T) netip.AddrPort {
 			"--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=",
 			"--user=root", "--address=/x.test/192.0.2.7", "--log-facility=-"))
 		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-		s := Spec{ID: TargetID{"dns", addr}, Config: Config{Type: TypeDNS, QueryName: "x.test", Timeout: 100 * time.Millisecond}}
+		s := Spec{ID: TargetID{"dns", addr}, Config: Config{Type: TypeDNS, QueryName: "x.test", Timeout: time.Second}}
 		if waitReady(t, exited, func() bool { return Probe(context.Background(), s).OK }) {
 			return addr
 		}
