@@ -134,6 +134,10 @@ func TestHTTPChecksAgainstNginx(t *testing.T) {
 	digest := hex.EncodeToString(sum[:])
 	slow := tcpSlow(t, 2*probeTimeout, "HTTP/1.0 200 OK\r\n\r\nlate")
 	silent := tcpSilent(t)
+	slowBody := serveTCP(t, func(c net.Conn) {
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok "))
+		time.Sleep(2 * probeTimeout)
+	})
 	h := func(c Config) Config { c.Type = TypeHTTP; return c }
 	hs := func(c Config) Config { c.Type = TypeHTTPS; return c }
 	runProbes(t, []probeCase{
@@ -150,6 +154,7 @@ func TestHTTPChecksAgainstNginx(t *testing.T) {
 		{"http refused", closedPort(t, "tcp"), h(Config{}), false, "connection refused", -1},
 		{"http silent", silent, h(Config{}), false, "timeout after 300ms", -1},
 		{"http slow", slow, h(Config{}), false, "timeout after 300ms", -1},
+		{"http slow body", slowBody, h(Config{BodyRegex: "ok"}), false, "reading body: timeout after 300ms", -1},
 		{"http to a TLS port", n.https, h(Config{}), false, "status 400", -1},
 		{"https no verify", n.https, hs(Config{Path: "/health"}), true, "status 200", -1},
 		{"https verify unknown CA", n.https, hs(Config{VerifyTLS: true, SNI: "rs.test"}), false, "certificate verify failed: unknown authority", -1},
