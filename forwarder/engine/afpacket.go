@@ -29,6 +29,12 @@ type AFPacketConfig struct {
 	// handing it to userspace; it bounds the latency added at low rates.
 	// Millisecond granularity, at least 1 ms. Default 1 ms.
 	BlockTimeout time.Duration
+	// RxRingV2 uses TPACKET_V2 receive rings (fixed 2 KiB slots, each
+	// handed over as soon as it is filled) instead of TPACKET_V3 blocks.
+	// V2 adds no block-timeout latency at low rates; V3 packs frames
+	// densely and wakes the worker once per block at high rates. The ring
+	// then has BlockSize*BlockCount bytes of 2 KiB slots.
+	RxRingV2 bool
 	// BatchSize is the most frames one Read returns and the size of the
 	// sendmmsg batch. Default 64.
 	BatchSize int
@@ -59,6 +65,13 @@ type AFPacketConfig struct {
 	// SendBuffer is the transmit socket buffer (SO_SNDBUFFORCE). Default
 	// 4 MiB.
 	SendBuffer int
+	// TxRing transmits through a memory-mapped TPACKET_V2 TX ring (frames
+	// copied into the ring, one send(2) kick per batch) instead of
+	// sendmmsg(2). See the package documentation for the comparison.
+	TxRing bool
+	// TxRingFrames is the number of 2 KiB frames in each TX ring. Default
+	// 1024.
+	TxRingFrames int
 }
 
 // Defaults of AFPacketConfig.
@@ -69,6 +82,7 @@ const (
 	DefaultBatchSize    = 64
 	DefaultPollTimeout  = 100 * time.Millisecond
 	DefaultSendBuffer   = 4 << 20
+	DefaultTxRingFrames = 1024
 )
 
 func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
@@ -84,6 +98,9 @@ func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
 	}
 	if d.Workers == 0 {
 		d.Workers = runtime.NumCPU()
+	}
+	if d.Workers > 256 {
+		return d, fmt.Errorf("%w: afpacket: %d workers, a fanout group holds at most 256", ErrBadConfig, d.Workers)
 	}
 	if d.BlockSize == 0 {
 		d.BlockSize = DefaultBlockSize
@@ -108,6 +125,12 @@ func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
 	}
 	if d.PollTimeout == 0 {
 		d.PollTimeout = DefaultPollTimeout
+	}
+	if d.TxRingFrames < 0 {
+		return d, fmt.Errorf("%w: afpacket: negative TX ring frames %d", ErrBadConfig, d.TxRingFrames)
+	}
+	if d.TxRingFrames == 0 {
+		d.TxRingFrames = DefaultTxRingFrames
 	}
 	if d.SendBuffer == 0 {
 		d.SendBuffer = DefaultSendBuffer

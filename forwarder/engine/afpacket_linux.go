@@ -48,9 +48,9 @@ const (
 	tpStatusKernel = 0
 	tpStatusUser   = 1
 
-	fanoutFlagRollover = 0x1000
-	fanoutFlagUniqueID = 0x2000
-	fanoutFlagDefrag   = 0x8000
+	fanoutFlagRollover = unix.PACKET_FANOUT_FLAG_ROLLOVER
+	fanoutFlagUniqueID = unix.PACKET_FANOUT_FLAG_UNIQUEID
+	fanoutFlagDefrag   = unix.PACKET_FANOUT_FLAG_DEFRAG
 )
 
 type rxRing struct {
@@ -59,7 +59,8 @@ type rxRing struct {
 	mem       []byte
 	blockSize int
 	nblocks   int
-	cur       int    // block being read, or next to be read
+	cur       int    // block being read, or next to be read (V2: next slot)
+	v2        bool   // TPACKET_V2: nblocks slots of v2SlotSize bytes
 	left      uint32 // frames left in block cur; 0 = not inside a block
 	off       int    // ring offset of the next frame inside block cur
 }
@@ -68,19 +69,35 @@ type txSock struct {
 	fd   int // -1 when the interface is not configured
 	msgs []unix.Mmsghdr
 	iovs []unix.Iovec
+	// TX ring (TxRing): frames of txFrameSize bytes, head is the next one
+	// to fill.
+	ring    []byte
+	nframes int
+	head    int
+	pfd     [1]unix.PollFd
 }
 
+const (
+	txFrameSize = 2048
+	txDataOff   = 32 // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll): where the frame starts in a TX slot
+	tp2Len      = 4  // tpacket2_hdr.tp_len
+)
+
 type afpQueue struct {
-	e     *AFPacket
-	mu    sync.Mutex // held by Read/Write; Close takes it to know no call is inside the ring
-	rings []rxRing
-	pfds  []unix.PollFd // one per ring, then the wake eventfd
-	ts    unix.Timespec
-	wake  int
-	next  int
-	tx    [numIfaces]txSock
-	batch int
-	c     counters
+	e       *AFPacket
+	rxMu    sync.Mutex // held by Read; Close takes it to know no call is inside the ring
+	txMu    sync.Mutex // held by Write; a Read and a Write of one queue may run at once
+	rings   []rxRing
+	rxfds   []int         // the rings' sockets, for the control plane (read-only until Close)
+	pfds    []unix.PollFd // one per ring, then the wake eventfd
+	ts      unix.Timespec // poll timeout
+	tsArg   unix.Timespec // ppoll(2) writes the time left back: pass a fresh copy each call
+	txTsArg unix.Timespec
+	wake    int
+	next    int
+	tx      [numIfaces]txSock
+	batch   int
+	c       counters
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -164,6 +181,7 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 			return nil, err
 		}
 		q.rings = append(q.rings, r)
+		q.rxfds = append(q.rxfds, r.fd)
 		t, err := e.openTx(ifi)
 		if err != nil {
 			q.release()
@@ -186,6 +204,7 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 
 func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter []unix.SockFilter) (r rxRing, err error) {
 	r.fd = -1
+	c := &e.cfg
 	where := func(op string, err error) error {
 		return fmt.Errorf("afpacket: %s ring of worker %d on %s: %s: %w", iface, worker, ifi.Name, op, err)
 	}
@@ -206,13 +225,16 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 	if err := attachFilter(fd, filter); err != nil {
 		return fail("SO_ATTACH_FILTER", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+	version := unix.TPACKET_V3
+	if c.RxRingV2 {
+		version = unix.TPACKET_V2
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, version); err != nil {
 		return fail("PACKET_VERSION", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		return fail("PACKET_IGNORE_OUTGOING", err)
 	}
-	c := &e.cfg
 	const frameSize = 2048 // nominal in V3 (frames are packed); sets frame_nr
 	req := unix.TpacketReq3{
 		Block_size:     uint32(c.BlockSize),
@@ -221,7 +243,12 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 		Frame_nr:       uint32(c.BlockSize / frameSize * c.BlockCount),
 		Retire_blk_tov: uint32(c.BlockTimeout.Milliseconds()),
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+	if c.RxRingV2 {
+		req2 := unix.TpacketReq{Block_size: req.Block_size, Block_nr: req.Block_nr, Frame_size: v2SlotSize, Frame_nr: req.Frame_nr}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req2); err != nil {
+			return fail("PACKET_RX_RING (V2)", err)
+		}
+	} else if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fail("PACKET_RX_RING", err)
 	}
 	mem, err := unix.Mmap(fd, 0, c.BlockSize*c.BlockCount, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
@@ -229,11 +256,16 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 		return fail("mmap", err)
 	}
 	r.mem, r.blockSize, r.nblocks, r.iface = mem, c.BlockSize, c.BlockCount, iface
+	if c.RxRingV2 {
+		r.v2, r.blockSize, r.nblocks = true, v2SlotSize, int(req.Frame_nr)
+	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
-	mode := unix.PACKET_FANOUT_HASH
+	// In a fanout group the group's hook, not the socket's, decides about
+	// outgoing frames: PACKET_IGNORE_OUTGOING alone does not apply.
+	mode := unix.PACKET_FANOUT_HASH | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 	if c.FanoutDefrag {
 		mode |= fanoutFlagDefrag
 	}
@@ -283,6 +315,28 @@ func (e *AFPacket) openTx(ifi *net.Interface) (txSock, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 		return fail("SO_SNDTIMEO", err)
 	}
+	if e.cfg.TxRing {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+			return fail("PACKET_VERSION", err)
+		}
+		// Malformed frames are skipped by the kernel instead of stalling the ring.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1); err != nil {
+			return fail("PACKET_LOSS", err)
+		}
+		n := e.cfg.TxRingFrames
+		perBlock := 64 // 128 KiB blocks
+		req := unix.TpacketReq{Block_size: txFrameSize * uint32(perBlock), Block_nr: uint32((n + perBlock - 1) / perBlock), Frame_size: txFrameSize}
+		req.Frame_nr = req.Block_nr * uint32(perBlock)
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
+			return fail("PACKET_TX_RING", err)
+		}
+		ring, err := unix.Mmap(fd, 0, int(req.Block_size*req.Block_nr), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return fail("mmap", err)
+		}
+		t.ring, t.nframes = ring, int(req.Frame_nr)
+		t.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	}
 	t.fd = fd
 	t.msgs = make([]unix.Mmsghdr, e.cfg.BatchSize)
 	t.iovs = make([]unix.Iovec, e.cfg.BatchSize)
@@ -295,6 +349,15 @@ func (e *AFPacket) openTx(ifi *net.Interface) (txSock, error) {
 
 // Queues implements Engine.
 func (e *AFPacket) Queues() []Queue { return e.qs }
+
+// Interface returns the network interface behind i, or nil when i is not
+// configured (the director needs its MAC address and MTU).
+func (e *AFPacket) Interface(i Iface) *net.Interface {
+	if i >= numIfaces {
+		return nil
+	}
+	return e.ifis[i]
+}
 
 // FanoutGroups returns the PACKET_FANOUT group id of each interface (0 for
 // an interface not configured).
@@ -319,9 +382,9 @@ func (e *AFPacket) SetFilter(spec FilterSpec) error {
 	}
 	var errs []error
 	for w, q := range e.queues {
-		for _, r := range q.rings {
-			if err := attachFilter(r.fd, f); err != nil {
-				errs = append(errs, fmt.Errorf("afpacket: worker %d %s ring: SO_ATTACH_FILTER: %w", w, r.iface, err))
+		for i, fd := range q.rxfds {
+			if err := attachFilter(fd, f); err != nil {
+				errs = append(errs, fmt.Errorf("afpacket: worker %d ring %d: SO_ATTACH_FILTER: %w", w, i, err))
 			}
 		}
 	}
@@ -336,8 +399,8 @@ func (e *AFPacket) Stats() Stats {
 	var s Stats
 	for _, q := range e.queues {
 		if !e.closed.Load() {
-			for _, r := range q.rings {
-				if ks, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			for _, fd := range q.rxfds {
+				if ks, err := unix.GetsockoptTpacketStatsV3(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 					q.c.kPackets.Add(uint64(ks.Packets))
 					q.c.kDrops.Add(uint64(ks.Drops))
 					q.c.kFreezes.Add(uint64(ks.Freeze_q_cnt))
@@ -366,9 +429,11 @@ func (e *AFPacket) Close() error {
 		}
 	}
 	for _, q := range e.queues {
-		q.mu.Lock()
+		q.rxMu.Lock()
+		q.txMu.Lock()
 		q.release()
-		q.mu.Unlock()
+		q.txMu.Unlock()
+		q.rxMu.Unlock()
 	}
 	return nil
 }
@@ -386,6 +451,10 @@ func (q *afpQueue) release() {
 		}
 	}
 	for i := range q.tx {
+		if q.tx[i].ring != nil {
+			unix.Munmap(q.tx[i].ring)
+			q.tx[i].ring = nil
+		}
 		if q.tx[i].fd >= 0 {
 			unix.Close(q.tx[i].fd)
 			q.tx[i].fd = -1
@@ -408,8 +477,8 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.rxMu.Lock()
+	defer q.rxMu.Unlock()
 	for {
 		if q.e.closed.Load() {
 			return 0, ErrClosed
@@ -419,7 +488,11 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 		nr := len(q.rings)
 		for k := 0; k < nr && n < len(pkts); k++ {
 			r := &q.rings[(q.next+k)%nr]
-			n += q.drain(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			if r.v2 {
+				n += q.drainV2(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			} else {
+				n += q.drain(r, pkts[n:], &bytes, &tooBig, &outgoing)
+			}
 		}
 		q.next++
 		if tooBig != 0 {
@@ -434,7 +507,8 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 			return n, nil
 		}
 		q.c.rxPolls.Add(1)
-		if _, err := unix.Ppoll(q.pfds, &q.ts, nil); err != nil && err != unix.EINTR {
+		q.tsArg = q.ts
+		if _, err := unix.Ppoll(q.pfds, &q.tsArg, nil); err != nil && err != unix.EINTR {
 			return 0, fmt.Errorf("afpacket: poll: %w", err)
 		}
 	}
@@ -474,8 +548,8 @@ func (q *afpQueue) drain(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint
 		switch {
 		case pktType == unix.PACKET_OUTGOING:
 			*outgoing++
-		case snap != flen || h+mac+snap > end:
-			*tooBig++ // truncated by the ring
+		case snap <= 0 || snap != flen || h+mac+snap > end:
+			*tooBig++ // empty, or truncated by the ring
 		default:
 			p := &pkts[n]
 			if snap > len(p.Buf)-Headroom {
@@ -497,6 +571,55 @@ func (q *afpQueue) drain(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint
 	return n
 }
 
+// TPACKET_V2 slot layout (struct tpacket2_hdr, then sockaddr_ll at 32).
+const (
+	v2SlotSize = 2048
+	v2Len      = 4
+	v2Snaplen  = 8
+	v2Mac      = 12
+	v2PktType  = 32 + 10
+	v2HdrMin   = 32 + 20
+)
+
+// drainV2 is drain for a TPACKET_V2 ring: each slot goes back to the
+// kernel as soon as its frame is copied.
+func (q *afpQueue) drainV2(r *rxRing, pkts []Packet, bytes, tooBig, outgoing *uint64) int {
+	n := 0
+	mem := r.mem
+	for n < len(pkts) {
+		h := r.cur * v2SlotSize
+		st := (*uint32)(unsafe.Pointer(&mem[h]))
+		if atomic.LoadUint32(st)&tpStatusUser == 0 {
+			return n
+		}
+		snap := int(u32(mem, h+v2Snaplen))
+		flen := int(u32(mem, h+v2Len))
+		mac := int(u16(mem, h+v2Mac))
+		switch {
+		case mem[h+v2PktType] == unix.PACKET_OUTGOING:
+			*outgoing++
+		case snap <= 0 || snap != flen || mac < v2HdrMin || mac+snap > v2SlotSize:
+			*tooBig++ // empty, or truncated to the slot
+		default:
+			p := &pkts[n]
+			if snap > len(p.Buf)-Headroom {
+				*tooBig++
+				break
+			}
+			copy(p.Buf[Headroom:], mem[h+mac:h+mac+snap])
+			p.Off, p.Len, p.Iface = Headroom, snap, r.iface
+			*bytes += uint64(snap)
+			n++
+		}
+		atomic.StoreUint32(st, tpStatusKernel)
+		r.cur++
+		if r.cur == r.nblocks {
+			r.cur = 0
+		}
+	}
+	return n
+}
+
 func (q *afpQueue) releaseBlock(r *rxRing) {
 	st := (*uint32)(unsafe.Pointer(&r.mem[r.cur*r.blockSize+bdStatus]))
 	atomic.StoreUint32(st, tpStatusKernel)
@@ -510,8 +633,8 @@ func (q *afpQueue) releaseBlock(r *rxRing) {
 // Write implements Queue: one sendmmsg(2) per interface per batch (of up to
 // BatchSize frames).
 func (q *afpQueue) Write(pkts []Packet) (int, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.txMu.Lock()
+	defer q.txMu.Unlock()
 	if q.e.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -519,6 +642,10 @@ func (q *afpQueue) Write(pkts []Packet) (int, error) {
 	var dropped uint64
 	for iface := Iface(0); iface < numIfaces; iface++ {
 		t := &q.tx[iface]
+		if t.ring != nil {
+			sent += q.writeRing(t, iface, pkts, &dropped)
+			continue
+		}
 		k := 0
 		for i := range pkts {
 			p := &pkts[i]
@@ -588,4 +715,65 @@ func (q *afpQueue) flush(t *txSock, k int, dropped *uint64) int {
 	}
 	q.c.txBytes.Add(bytes)
 	return sent
+}
+
+// writeRing copies the frames of pkts for iface into the TX ring, marks
+// them for sending and kicks the kernel once (send(2) with MSG_DONTWAIT).
+// When the ring is full it kicks, waits for a free slot up to PollTimeout,
+// and drops what still does not fit.
+func (q *afpQueue) writeRing(t *txSock, iface Iface, pkts []Packet, dropped *uint64) int {
+	queued := 0
+	var bytes uint64
+	full := false
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Iface != iface {
+			continue
+		}
+		if p.Len <= 0 || p.Off < 0 || p.Off+p.Len > len(p.Buf) || p.Len > txFrameSize-txDataOff {
+			*dropped++
+			continue
+		}
+		if full {
+			*dropped++
+			continue
+		}
+		slot := t.ring[t.head*txFrameSize : (t.head+1)*txFrameSize]
+		st := (*uint32)(unsafe.Pointer(&slot[0]))
+		if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
+			// Ring full: hand over what is queued and wait for the head slot.
+			q.kick(t)
+			q.txTsArg = q.ts
+			unix.Ppoll(t.pfd[:], &q.txTsArg, nil)
+			if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
+				full = true
+				*dropped++
+				continue
+			}
+		}
+		copy(slot[txDataOff:], p.Buf[p.Off:p.Off+p.Len])
+		*(*uint32)(unsafe.Pointer(&slot[tp2Len])) = uint32(p.Len)
+		atomic.StoreUint32(st, unix.TP_STATUS_SEND_REQUEST)
+		bytes += uint64(p.Len)
+		queued++
+		t.head++
+		if t.head == t.nframes {
+			t.head = 0
+		}
+	}
+	if queued > 0 {
+		q.kick(t)
+	}
+	q.c.txBytes.Add(bytes)
+	return queued
+}
+
+func (q *afpQueue) kick(t *txSock) {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(t.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		q.c.txCalls.Add(1)
+		if errno != unix.EINTR {
+			return
+		}
+	}
 }

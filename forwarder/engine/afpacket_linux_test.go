@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,12 +82,22 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 func TestAFPacketFilterReceive(t *testing.T) {
+	t.Run("v3", func(t *testing.T) { testFilterReceive(t, false) })
+	t.Run("v2", func(t *testing.T) { testFilterReceive(t, true) })
+}
+
+func testFilterReceive(t *testing.T, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	vip := netip.MustParseAddr("10.0.0.100")
 	rs := netip.MustParseAddr("10.0.1.11")
-	spec := &FilterSpec{VIPs: []VIP{{Addr: vip, Protocol: 17, Port: 53}}, RealServers: []netip.Addr{rs}, ARP: true}
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec})
+	spec := &FilterSpec{
+		VIPs:        []VIP{{Addr: vip, Protocol: 17, Port: 53}, {Addr: vip6, Protocol: 6, Port: 443}},
+		RealServers: []netip.Addr{rs, rs6},
+		ARP:         true,
+		NDP:         true,
+	}
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec, RxRingV2: v2})
 	gen := ns.rawSock("eb")
 	r := startReader(e.Queues()[0])
 
@@ -95,22 +106,28 @@ func TestAFPacketFilterReceive(t *testing.T) {
 		arpFrame(),
 		udp4("10.0.1.11", "192.0.2.1", 80, 1000),
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 1, 0, false, icmpMsg(8))),
+		ether(0x86dd, ipv6(cli6, vip6, 6, ports(40000, 443, 20))),
+		ether(0x86dd, ipv6(rs6, cli6, 6, ports(443, 40000, 20))),
+		ns6("fe80::1", vip6),
 	}
 	rejected := [][]byte{
 		udp4("192.0.2.1", "10.0.0.100", 1000, 54),
 		udp4("192.0.2.1", "10.0.0.99", 1000, 53),
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 6, 0, false, ports(1000, 53, 20))),
 		ether(0x88cc, make([]byte, 46)),
+		ether(0x86dd, ipv6(cli6, vip6, 6, ports(40000, 80, 20))),
+		ether(0x86dd, ipv6(cli6, rs6, 6, ports(40000, 443, 20))),
+		ns6("fe80::1", netip.MustParseAddr("2001:db8::99")),
 	}
 	var want [][]byte
 	for i := 0; i < 10; i++ {
 		for j := range accepted {
 			f := bytes.Clone(accepted[j])
-			f[len(f)-1] = byte(i) // distinct content per frame
+			f[11] = byte(i) // distinct content per frame (last byte of the source MAC)
 			gen.send(t, f)
 			want = append(want, f)
 			g := bytes.Clone(rejected[j])
-			g[len(g)-1] = byte(i)
+			g[11] = byte(i)
 			gen.send(t, g)
 		}
 	}
@@ -191,9 +208,14 @@ func TestAFPacketSetFilter(t *testing.T) {
 }
 
 func TestAFPacketFanout(t *testing.T) {
+	t.Run("v3", func(t *testing.T) { testFanout(t, false) })
+	t.Run("v2", func(t *testing.T) { testFanout(t, true) })
+}
+
+func testFanout(t *testing.T, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 2, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 2, RxRingV2: v2, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
 	if g, _ := e.FanoutGroups(); g == 0 {
 		t.Log("fanout group id 0 (allowed, but unusual)")
 	}
@@ -237,10 +259,17 @@ func TestAFPacketFanout(t *testing.T) {
 }
 
 func TestAFPacketBatchedTransmit(t *testing.T) {
+	t.Run("sendmmsg", func(t *testing.T) { testBatchedTransmit(t, false, false) })
+	t.Run("sendmmsg-qdisc", func(t *testing.T) { testBatchedTransmit(t, false, true) })
+	t.Run("txring", func(t *testing.T) { testBatchedTransmit(t, true, false) })
+	t.Run("txring-qdisc", func(t *testing.T) { testBatchedTransmit(t, true, true) })
+}
+
+func testBatchedTransmit(t *testing.T, txRing, qdisc bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
 	ns.veth("ec", "ed")
-	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1, BatchSize: 32})
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 2, BatchSize: 32, TxRing: txRing, TxRingFrames: 64, UseQdisc: qdisc})
 	capPub, capPriv := ns.rawSock("eb"), ns.rawSock("ed")
 	q := e.Queues()[0]
 	pkts := NewBatch(80, 0) // more than BatchSize: Write must split
@@ -281,9 +310,30 @@ func TestAFPacketBatchedTransmit(t *testing.T) {
 	if s.TxFrames != 80 || s.TxDropped != 0 {
 		t.Errorf("stats %+v", s)
 	}
-	// 80 frames, 40 per interface, batches of 32: 2 sendmmsg per interface.
-	if s.TxCalls != 4 {
-		t.Errorf("TxCalls = %d, want 4 (batched)", s.TxCalls)
+	// The engine's own receive rings (no filter here) must not get the
+	// frames it sent.
+	if s.KernelPackets != 0 {
+		t.Errorf("receive rings got %d of the engine's own outgoing frames", s.KernelPackets)
+	}
+	// 80 frames, 40 per interface: with batches of 32, 2 sendmmsg per
+	// interface; with the ring, one kick per interface.
+	if want := map[bool]uint64{false: 4, true: 2}[txRing]; s.TxCalls != want {
+		t.Errorf("TxCalls = %d, want %d (batched)", s.TxCalls, want)
+	}
+	if txRing {
+		// Reuse every slot of the 64-frame rings several times.
+		for round := 0; round < 5; round++ {
+			if n, err := q.Write(pkts); n != len(pkts) || err != nil {
+				t.Fatalf("round %d: Write = %d, %v", round, n, err)
+			}
+			for _, c := range []*rawSock{capPub, capPriv} {
+				for i := 0; i < 40; i++ {
+					if f := c.recv(buf); f == nil {
+						t.Fatalf("round %d: frame %d missing", round, i)
+					}
+				}
+			}
+		}
 	}
 	// Bad slots are dropped and counted, not sent.
 	bad := NewBatch(2, 0)
@@ -314,7 +364,10 @@ func TestAFPacketCloseUnblocks(t *testing.T) {
 			done <- err
 		}()
 	}
-	time.Sleep(20 * time.Millisecond) // let the readers block in poll
+	// Both readers must be asleep in poll before Close.
+	if !waitFor(10*time.Second, func() bool { return e.Stats().RxPolls >= 2 }) {
+		t.Fatal("readers never reached poll")
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -363,10 +416,16 @@ func TestAFPacketConfigErrors(t *testing.T) {
 }
 
 func TestAFPacketZeroAlloc(t *testing.T) {
+	t.Run("v3-sendmmsg", func(t *testing.T) { testZeroAlloc(t, false, false) })
+	t.Run("v3-txring", func(t *testing.T) { testZeroAlloc(t, true, false) })
+	t.Run("v2-sendmmsg", func(t *testing.T) { testZeroAlloc(t, false, true) })
+}
+
+func testZeroAlloc(t *testing.T, txRing, v2 bool) {
 	ns := newNS(t)
 	ns.veth("ea", "eb")
-	rx := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1})
-	tx := openIn(t, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}})
+	rx := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, RxRingV2: v2})
+	tx := openIn(t, ns, AFPacketConfig{Public: "eb", Workers: 1, Filter: &FilterSpec{}, TxRing: txRing})
 	rq, tq := rx.Queues()[0], tx.Queues()[0]
 	out := NewBatch(16, 0)
 	for i := range out {
@@ -393,5 +452,133 @@ func TestAFPacketZeroAlloc(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(50, loop); a != 0 {
 		t.Fatalf("steady-state Write+Read allocates %.1f times per batch", a)
+	}
+}
+
+// An idle Read sleeps in poll for PollTimeout each round; it must not spin
+// (ppoll writes the time left back into its timeout argument, which once
+// made every poll after the first return at once).
+func TestAFPacketIdleReadSleeps(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, PollTimeout: 20 * time.Millisecond, Filter: &FilterSpec{}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Queues()[0].Read(NewBatch(4, 0))
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	e.Close()
+	<-done
+	// About 15 rounds of 20ms; a spinning reader makes hundreds of thousands.
+	if p := e.Stats().RxPolls; p > 100 {
+		t.Fatalf("idle Read polled %d times in 300ms with a 20ms timeout", p)
+	}
+}
+
+// A Write from another goroutine must not wait for a Read sleeping in poll.
+func TestAFPacketWriteWhileReadBlocks(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, PollTimeout: time.Hour, Filter: &FilterSpec{}})
+	capture := ns.rawSock("eb")
+	q := e.Queues()[0]
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := q.Read(NewBatch(4, 0))
+		readDone <- err
+	}()
+	if !waitFor(10*time.Second, func() bool { return e.Stats().RxPolls >= 1 }) {
+		t.Fatal("reader never reached poll")
+	}
+	pkts := NewBatch(1, 0)
+	frame := udp4("10.0.0.100", "192.0.2.1", 80, 1000)
+	pkts[0].Len = copy(pkts[0].Buf[Headroom:], frame)
+	wrote := make(chan int, 1)
+	go func() {
+		n, _ := q.Write(pkts)
+		wrote <- n
+	}()
+	select {
+	case n := <-wrote:
+		if n != 1 {
+			t.Fatalf("Write = %d", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocked behind a Read in poll")
+	}
+	if f := capture.recv(make([]byte, 2048)); !bytes.Equal(f, frame) {
+		t.Fatalf("captured % x", f)
+	}
+	e.Close()
+	if err := <-readDone; !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+}
+
+// One worker receives on both interfaces and tags each frame with the
+// interface it came from.
+func TestAFPacketTwoInterfaces(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	ns.veth("ec", "ed")
+	vip, rs := netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.0.1.11")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Private: "ec", Workers: 1,
+		Filter: &FilterSpec{VIPs: []VIP{{Addr: vip, Protocol: 17, Port: 80}}, RealServers: []netip.Addr{rs}}})
+	if e.Interface(Public).Name != "ea" || e.Interface(Private).Name != "ec" || e.Interface(Iface(9)) != nil {
+		t.Fatalf("Interface() = %v %v", e.Interface(Public), e.Interface(Private))
+	}
+	pub, priv := ns.rawSock("eb"), ns.rawSock("ed")
+	r := startReader(e.Queues()[0])
+	for i := 0; i < 50; i++ {
+		pub.send(t, udp4("192.0.2.1", "10.0.0.100", uint16(1000+i), 80)) // client -> VIP
+		priv.send(t, udp4("10.0.1.11", "192.0.2.1", 80, uint16(1000+i))) // NAT return
+		priv.send(t, udp4("10.0.1.12", "192.0.2.1", 80, uint16(1000+i))) // not a real server: filtered
+	}
+	if !waitFor(5*time.Second, func() bool { return r.count() >= 100 }) {
+		t.Fatalf("received %d, want 100", r.count())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n [2]int
+	for i, f := range r.frames {
+		src := netip.AddrFrom4([4]byte(f[26:30]))
+		want := Public
+		if src == rs {
+			want = Private
+		} else if src != netip.MustParseAddr("192.0.2.1") {
+			t.Fatalf("frame from %v got through the filter", src)
+		}
+		if r.ifaces[i] != want {
+			t.Fatalf("frame from %v tagged %v, want %v", src, r.ifaces[i], want)
+		}
+		n[want]++
+	}
+	if n[Public] != 50 || n[Private] != 50 {
+		t.Fatalf("per interface %v, want 50/50", n)
+	}
+}
+
+// The receive sockets are taps, which the kernel runs before the ingress
+// hooks: a netdev-ingress nftables drop of VIP traffic keeps the kernel's own
+// stack away from it (no second forwarding, no RST) while the engine still
+// receives every frame.
+func TestAFPacketReceivesBeforeIngressDrop(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	ns.exec("nft", "add table netdev ulvstest")
+	ns.exec("nft", "add chain netdev ulvstest in { type filter hook ingress device ea priority 0 ; }")
+	ns.exec("nft", "add rule netdev ulvstest in ip daddr 10.0.0.100 counter drop")
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100")}}}})
+	gen := ns.rawSock("eb")
+	r := startReader(e.Queues()[0])
+	for i := 0; i < 20; i++ {
+		gen.send(t, udp4("192.0.2.1", "10.0.0.100", uint16(i), 80))
+	}
+	if !waitFor(5*time.Second, func() bool { return r.count() >= 20 }) {
+		t.Fatalf("engine received %d of 20 frames dropped at ingress", r.count())
+	}
+	if out := ns.exec("nft", "list chain netdev ulvstest in"); !strings.Contains(out, "packets 20 ") {
+		t.Fatalf("ingress rule did not see the 20 frames:\n%s", out)
 	}
 }

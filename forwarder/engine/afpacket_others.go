@@ -2,6 +2,8 @@
 
 package engine
 
+import "net"
+
 // AFPacket is the AF_PACKET engine; it exists only on Linux.
 type AFPacket struct{}
 
@@ -10,6 +12,9 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) { return nil, ErrUnimpl
 
 // Queues returns nil outside Linux.
 func (e *AFPacket) Queues() []Queue { return nil }
+
+// Interface returns nil outside Linux.
+func (e *AFPacket) Interface(i Iface) *net.Interface { return nil }
 
 // Stats returns zero outside Linux.
 func (e *AFPacket) Stats() Stats { return Stats{} }

@@ -70,8 +70,10 @@ func NewBatch(n, frameRoom int) []Packet {
 }
 
 // Queue is one worker's view of an engine: its own receive ring(s) and its
-// own transmit path. A Queue is used by one goroutine at a time; different
-// queues of one engine run in parallel without sharing anything.
+// own transmit path. Different queues of one engine run in parallel without
+// sharing anything. One goroutine may Read while another Writes on the same
+// queue (a worker, and a control-plane sender of gratuitous ARP); concurrent
+// Reads, or concurrent Writes, of one queue are serialized.
 type Queue interface {
 	// Read blocks until at least one frame is available (or the engine is
 	// closed), then fills up to len(pkts) slots without blocking again. For
@@ -82,7 +84,8 @@ type Queue interface {
 	// Write transmits pkts[i].Buf[Off:Off+Len] on pkts[i].Iface, batched
 	// (one system call per interface per batch where the engine allows).
 	// It returns the number of frames the kernel accepted; frames it could
-	// not send are counted in Stats.TxDropped. Write does not retain pkts.
+	// not send (bad Off/Len, an interface the engine does not have, a full
+	// buffer) are counted in Stats.TxDropped. Write does not retain pkts.
 	Write(pkts []Packet) (n int, err error)
 	// BatchSize is the number of slots Read fills at most per call on this
 	// engine; size batches with it.
@@ -111,7 +114,7 @@ type FilterSetter interface {
 type Stats struct {
 	RxFrames   uint64 // frames handed to Read callers
 	RxBytes    uint64 // bytes of those frames
-	RxTooBig   uint64 // frames dropped because they did not fit the caller's slot (or were truncated by the ring)
+	RxTooBig   uint64 // frames dropped because they did not fit the caller's slot, were truncated by the ring, or were empty
 	RxOutgoing uint64 // frames skipped because the kernel marked them outgoing
 	// Kernel ring counters (AF_PACKET PACKET_STATISTICS, accumulated).
 	KernelPackets uint64 // frames the kernel passed the filter for this socket

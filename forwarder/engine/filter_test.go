@@ -168,3 +168,50 @@ func TestFilterValidate(t *testing.T) {
 		t.Fatalf("zero real server: err %v", err)
 	}
 }
+
+// FuzzFilterCompile builds specs from fuzz input: Compile must not panic,
+// every program it returns must load, and a UDP frame to each VIP:port must
+// pass while the same frame to an unlisted port (when the VIP has ports)
+// must not.
+func FuzzFilterCompile(f *testing.F) {
+	f.Add([]byte{10, 0, 0, 1, 17, 0, 53, 1, 10, 0, 1, 1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var spec FilterSpec
+		for len(data) >= 7 && len(spec.VIPs) < 64 {
+			a := netip.AddrFrom4([4]byte(data[0:4]))
+			proto := []uint8{0, 6, 17}[int(data[4])%3]
+			port := uint16(data[5])<<8 | uint16(data[6])
+			if proto == 0 {
+				port = 0
+			}
+			spec.VIPs = append(spec.VIPs, VIP{Addr: a, Protocol: proto, Port: port})
+			data = data[7:]
+		}
+		for len(data) >= 4 {
+			spec.RealServers = append(spec.RealServers, netip.AddrFrom4([4]byte(data[0:4])))
+			data = data[4:]
+		}
+		spec.ARP = len(data)%2 == 1
+		prog, err := spec.Compile()
+		if err != nil {
+			if errors.Is(err, ErrFilterTooLarge) {
+				return
+			}
+			t.Fatal(err)
+		}
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatalf("program does not load: %v", err)
+		}
+		for _, v := range spec.VIPs {
+			if v.Protocol != 17 || v.Port == 0 {
+				continue
+			}
+			fr := ether(0x0800, ipv4(netip.MustParseAddr("198.51.100.1"), v.Addr, 17, 0, false, ports(1, v.Port, 4)))
+			if n, _ := vm.Run(fr); n == 0 {
+				t.Fatalf("UDP to %v:%d rejected", v.Addr, v.Port)
+			}
+		}
+	})
+}

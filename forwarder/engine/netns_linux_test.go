@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -153,9 +154,9 @@ func (s *rawSock) recv(buf []byte) []byte {
 }
 
 func netInterface(name string) (int, error) {
-	ifi, err := netInterfaceByName(name)
+	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return 0, err
 	}
-	return ifi, nil
+	return ifi.Index, nil
 }
