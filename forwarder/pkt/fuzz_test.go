@@ -174,8 +174,18 @@ func FuzzEncap(f *testing.F) {
 		}
 		rewriteHarness(t, frame, l2, func(buf []byte, p *Packet) (int, int, Drop) {
 			start, end, d := Encap(buf, p, tun, 0x4242)
-			if d == DropNone && end-start-(p.L3Off-p.Start()) > int(mtu) {
-				t.Fatalf("encapsulated packet exceeds MTU %d", mtu)
+			if d == DropNone {
+				if end-start-(p.L3Off-p.Start()) > int(mtu) {
+					t.Fatalf("encapsulated packet exceeds MTU %d", mtu)
+				}
+				// The inner packet, untouched in place, still parses.
+				var q Packet
+				if d := ParseIP(buf[:end], p.L3Off, &q); d != DropNone {
+					t.Fatalf("inner packet no longer parses: %v", d)
+				}
+				if err := verifyIP(buf[:end], p.L3Off, 0); err != nil {
+					t.Fatalf("inner packet: %v", err)
+				}
 			}
 			if d == DropTooBig {
 				out := make([]byte, 1500)

@@ -110,7 +110,7 @@ func fixIP(b []byte, l3 int, depth int) {
 	case x.proto == ProtoTCP && x.complete && len(l4) >= 20:
 		l4[16], l4[17] = 0, 0
 		binary.BigEndian.PutUint16(l4[16:], ^sumWith(pseudo(x.src, x.dst, 6, len(l4)), l4))
-	case x.proto == ProtoUDP && x.complete && len(l4) >= 8:
+	case x.proto == ProtoUDP && x.complete && len(l4) >= 8 && binary.BigEndian.Uint16(l4[4:]) >= 8:
 		if l4[6]|l4[7] != 0 || !x.v4 {
 			n := min(int(binary.BigEndian.Uint16(l4[4:])), len(l4))
 			l4[6], l4[7] = 0, 0
@@ -121,7 +121,7 @@ func fixIP(b []byte, l3 int, depth int) {
 			binary.BigEndian.PutUint16(l4[6:], c)
 		}
 	case (x.proto == ProtoICMP && x.v4 || x.proto == ProtoICMPv6 && !x.v4) && x.complete && len(l4) >= 8:
-		if len(l4) > 8 {
+		if len(l4) > 8 && quotes(l4[0], x.v4) {
 			fixIP(l4, 8, depth+1) // quoted packet, when it looks like one
 		}
 		l4[2], l4[3] = 0, 0
@@ -178,7 +178,7 @@ func verifyIP(b []byte, l3 int, depth int) error {
 		if s := sumWith(pseudo(x.src, x.dst, 6, len(l4)), l4); s != 0xffff {
 			return fmt.Errorf("TCP checksum (depth %d) sum %#04x", depth, s)
 		}
-	case x.proto == ProtoUDP && x.complete && len(l4) >= 8:
+	case x.proto == ProtoUDP && x.complete && len(l4) >= 8 && binary.BigEndian.Uint16(l4[4:]) >= 8:
 		if l4[6]|l4[7] == 0 {
 			if !x.v4 {
 				return fmt.Errorf("IPv6 UDP checksum 0")
@@ -197,7 +197,7 @@ func verifyIP(b []byte, l3 int, depth int) error {
 		if s := sumWith(ph, l4); s != 0xffff {
 			return fmt.Errorf("ICMP checksum (depth %d) sum %#04x", depth, s)
 		}
-		if len(l4) > 8 && depth == 0 {
+		if len(l4) > 8 && depth == 0 && quotes(l4[0], x.v4) {
 			if _, ok := ipAt(l4, 8); ok {
 				if err := verifyIP(l4, 8, depth+1); err != nil {
 					return fmt.Errorf("quoted packet: %w", err)
@@ -205,9 +205,22 @@ func verifyIP(b []byte, l3 int, depth int) error {
 			}
 		}
 	case x.proto == ProtoIPIP || x.proto == ProtoIPv6:
+		// Arbitrary bytes may carry protocol 4/41; hold only what decodes
+		// (Encap's callers check their inner packet separately).
+		if _, ok := ipAt(b[:x.end], x.l4); !ok {
+			break
+		}
 		if err := verifyIP(b[:x.end], x.l4, depth+1); err != nil {
 			return fmt.Errorf("inner packet: %w", err)
 		}
 	}
 	return nil
+}
+
+// quotes reports the ICMP types that quote a packet.
+func quotes(typ uint8, v4 bool) bool {
+	if v4 {
+		return typ == 3 || typ == 4 || typ == 5 || typ == 11 || typ == 12
+	}
+	return typ >= 1 && typ <= 4
 }
