@@ -64,11 +64,40 @@ func DR(buf []byte, p *Packet, dst, src [6]byte) Drop {
 	return DropNone
 }
 
+func isLoopback(a *[16]byte) bool {
+	if IsV4(a) {
+		return a[12] == 127
+	}
+	return *a == [16]byte{15: 1}
+}
+
+// CheckMTU applies IPVS's egress MTU rule to a packet about to leave on a
+// link (or path) of the given MTU, for NAT and DR (Encap applies it to
+// the tunnel itself): a packet that fits gives DropNone; a bigger IPv4
+// packet with DF, or any bigger IPv6 packet, gives DropTooBig (answer
+// with BuildTooBig and mtu) unless it is an ICMP error (DropTooBigICMP,
+// not answered); a bigger IPv4 packet without DF gives
+// DropNeedsFragmentation, since ulvs does not fragment.
+func CheckMTU(p *Packet, mtu int) Drop {
+	if p.End-p.L3Off <= mtu {
+		return DropNone
+	}
+	switch {
+	case p.Flags&FlagICMPError != 0:
+		return DropTooBigICMP
+	case p.Version == 6 || p.Flags&FlagDF != 0:
+		return DropTooBig
+	}
+	return DropNeedsFragmentation
+}
+
 // NATIn rewrites a client's packet to a real server: destination address
 // to daddr and destination port to dport; TTL decremented; IPv4 header and
 // TCP/UDP checksums updated incrementally (a zero UDP checksum is computed
 // in full; a UDP result of 0 is sent as 0xffff). The link header is left
-// alone (use SetMACs). On any Drop the packet is unchanged.
+// alone (use SetMACs). A destination in 127/8 or ::1 is refused
+// (DropNATToLoopback), as IPVS refuses it. On any Drop the packet is
+// unchanged.
 func NATIn(buf []byte, p *Packet, daddr [16]byte, dport uint16) Drop {
 	return nat(buf, p, &daddr, dport, true)
 }
@@ -89,6 +118,9 @@ func nat(buf []byte, p *Packet, addr *[16]byte, port uint16, dst bool) Drop {
 	}
 	if p.Flags&FlagPorts == 0 {
 		return DropUnsupportedProto
+	}
+	if dst && isLoopback(addr) {
+		return DropNATToLoopback
 	}
 	if d := checkTTL(p); d != DropNone {
 		return d

@@ -400,3 +400,46 @@ func TestDecTTLAndSetMACs(t *testing.T) {
 		t.Errorf("MACs not set")
 	}
 }
+
+func TestNATToLoopbackRefused(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		buf, off := withHeadroom(spec{v6: v6}.frame(t))
+		p := mustParse(t, buf, off, true)
+		lo := a16(netip.MustParseAddr("127.0.0.2"))
+		if v6 {
+			lo = a16(netip.IPv6Loopback())
+		}
+		if d := NATIn(buf, p, lo, 80); d != DropNATToLoopback {
+			t.Errorf("v6=%v: %v", v6, d)
+		}
+	}
+}
+
+func TestCheckMTU(t *testing.T) {
+	big := make([]byte, 1400)
+	cases := []struct {
+		s    spec
+		mtu  int
+		want Drop
+	}{
+		{spec{payload: big}, 1500, DropNone},
+		{spec{payload: big}, 1420, DropNeedsFragmentation},
+		{spec{payload: big, df: true}, 1420, DropTooBig},
+		{spec{payload: big, df: true}, 1440, DropNone},
+		{spec{v6: true, payload: big}, 1459, DropTooBig},
+		{spec{v6: true, payload: big}, 1460, DropNone},
+	}
+	for i, c := range cases {
+		buf, off := withHeadroom(c.s.frame(t))
+		p := mustParse(t, buf, off, true)
+		if d := CheckMTU(p, c.mtu); d != c.want {
+			t.Errorf("case %d: %v, want %v", i, d, c.want)
+		}
+	}
+	q := spec{src: vip4, dst: client4, payload: big}.ipPacket(t)
+	buf, off := withHeadroom(ethernetFrame(t, icmpError(t, client4, vip4, 3, 3, 0, q), false, 0))
+	p := mustParse(t, buf, off, true)
+	if d := CheckMTU(p, 1400); d != DropTooBigICMP {
+		t.Errorf("icmp error: %v", d)
+	}
+}
