@@ -96,6 +96,10 @@
 //     checksum stays 0), and recompute the ICMP checksum in full (with the
 //     pseudo-header for ICMPv6). For DR and TUN connections, forward the
 //     error unchanged with DR or Encap.
+//   - ICMP errors about the director's own IP-in-IP packets:
+//     ParseTunnelError decodes the client packet quoted inside, for the
+//     connection lookup and for the frag-needed / relayed error that IPVS
+//     sends to the client.
 //   - BuildICMPError and its wrappers BuildTimeExceeded, BuildTooBig
 //     (frag-needed 3/4 or packet-too-big with the MTU) and
 //     BuildPortUnreachable write an error into a caller buffer, quoting the

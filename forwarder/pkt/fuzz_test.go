@@ -246,6 +246,20 @@ func FuzzICMPError(f *testing.F) {
 		}
 		src := addrFor(p, a16(dir4), a16(dir6))
 		out := make([]byte, 1600)
+		var q Packet
+		if ParseTunnelError(buf, p, &q) == DropNone {
+			if !(q.L3Off >= p.Inner.L4Off && q.L3Off < q.L4Off && q.L4Off <= q.End && q.End <= p.End) {
+				t.Fatalf("tunnel quote offsets: %+v", q)
+			}
+			if q.Flags&FlagPorts != 0 && q.End-q.L4Off < 8 {
+				t.Fatal("tunnel quote ports claimed with fewer than 8 bytes")
+			}
+			if n, d := BuildTooBig(out, buf, &q, addrFor(&q, a16(vip4), a16(vip6)), 1280); d == DropNone {
+				if _, err := verifyFrame(out[:n], 0, false); err != nil {
+					t.Fatalf("answer to a tunnel error: %v", err)
+				}
+			}
+		}
 		for i, build := range []func() (int, Drop){
 			func() (int, Drop) { return BuildTimeExceeded(out, buf, p, src) },
 			func() (int, Drop) { return BuildTooBig(out, buf, p, src, 1280) },
