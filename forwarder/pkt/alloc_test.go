@@ -69,6 +69,8 @@ func hotPaths(t testing.TB) []pathCase {
 		)
 	}
 	cs = append(cs,
+		pathCase{"copy-only-baseline", spec{proto: ProtoUDP, payload: make([]byte, 18)}.frame(t), true,
+			func([]byte, int, *Packet, []byte) Drop { return DropNone }},
 		pathCase{"arp-reply", arpRequest(t, 0), true, parseThen(true, func(b []byte, p *Packet, o []byte) Drop {
 			_, d := ARPReply(o, b, p, macDirA)
 			return d

@@ -108,6 +108,8 @@
 //     (icmp_suppressed) to answer ICMP errors, fragments, and packets from
 //     unspecified, loopback, broadcast or multicast sources or to
 //     multicast or broadcast destinations (packet-too-big excepted).
+//     Rate limiting (RFC 1812 4.3.2.8, RFC 4443 2.4(f)) is the caller's:
+//     a flood of expiring packets must not become a flood of errors.
 //   - ARPReply and NeighborAdvert answer an ARP request / neighbour
 //     solicitation (p.Target is the address asked for; the caller checks
 //     it is a VIP) into a caller buffer, in the requester's VLAN.
