@@ -53,6 +53,7 @@ func hotPaths(t testing.TB) []pathCase {
 			pathCase{"natin-udp-" + fam, in, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop { return NATIn(b, p, a16(rs), 8080) })},
 			pathCase{"natin-tcp-" + fam, tcpIn, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop { return NATIn(b, p, a16(rs), 8080) })},
 			pathCase{"natout-udp-" + fam, out, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop { return NATOut(b, p, a16(vip), 80) })},
+			pathCase{"fill-l4-checksum-tcp-" + fam, tcpIn, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop { return FillL4Checksum(b, p) })},
 			pathCase{"dr-tcp-" + fam, tcpIn, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop { return DR(b, p, macRS, macDirA) })},
 			pathCase{"tun-tcp-" + fam, tcpIn, true, parseThen(true, func(b []byte, p *Packet, _ []byte) Drop {
 				_, _, d := Encap(b, p, tun, 7)

@@ -57,7 +57,9 @@
 // caught end to end by the receiver. The one exception is a UDP checksum
 // of 0 (IPv4 "no checksum"), which NAT replaces by a fully computed
 // checksum, as the spec requires; a computed UDP checksum of 0 is sent as
-// 0xffff. Checksum helpers: Sum/Fold/Checksum (RFC 1071, 8 bytes at a
+// 0xffff. A frame whose sender left the checksum to offload (partial:
+// pseudo-header only) must be completed with FillL4Checksum before any
+// rewrite. Checksum helpers: Sum/Fold/Checksum (RFC 1071, 8 bytes at a
 // time), PseudoSum, and Update16/Update32/Update128/UpdateBytes (RFC 1624
 // eqn. 3).
 //

@@ -181,3 +181,42 @@ func nat(buf []byte, p *Packet, addr *[16]byte, port uint16, dst bool) Drop {
 	put16(l4[csumOff:], csum)
 	return DropNone
 }
+
+// FillL4Checksum computes the TCP, UDP, ICMP or ICMPv6 checksum of a
+// parsed packet in full and stores it (a UDP result of 0 as 0xffff). Use
+// it for frames whose checksum the sender left to offload (AF_PACKET
+// TP_STATUS_CSUMNOTREADY, a partial checksum holding only the
+// pseudo-header sum): the incremental updates of the rewrites assume a
+// complete checksum. Other protocols are left alone (DropUnsupportedProto).
+func FillL4Checksum(buf []byte, p *Packet) Drop {
+	if p.Version == 0 {
+		return DropNotIP
+	}
+	l4 := buf[p.L4Off:p.End]
+	v4 := p.Version == 4
+	var off int
+	var acc uint64
+	switch {
+	case p.Proto == ProtoTCP && p.Flags&FlagPorts != 0:
+		off = 16
+		acc = PseudoSum(&p.Src, &p.Dst, v4, ProtoTCP, len(l4))
+	case p.Proto == ProtoUDP && p.Flags&FlagPorts != 0:
+		off = 6
+		l4 = l4[:be16(l4[4:])]
+		acc = PseudoSum(&p.Src, &p.Dst, v4, ProtoUDP, len(l4))
+	case p.Proto == ProtoICMP && v4 && len(l4) >= ICMPLen:
+		off = 2
+	case p.Proto == ProtoICMPv6 && !v4 && len(l4) >= ICMPLen:
+		off = 2
+		acc = PseudoSum(&p.Src, &p.Dst, false, ProtoICMPv6, len(l4))
+	default:
+		return DropUnsupportedProto
+	}
+	put16(l4[off:], 0)
+	c := ^Fold(Sum(l4, acc))
+	if c == 0 && p.Proto == ProtoUDP {
+		c = 0xffff
+	}
+	put16(l4[off:], c)
+	return DropNone
+}

@@ -443,3 +443,34 @@ func TestCheckMTU(t *testing.T) {
 		t.Errorf("icmp error: %v", d)
 	}
 }
+
+// TestFillL4Checksum replaces a partial (pseudo-header only) checksum, as
+// offloading senders leave it, by the full one; NAT then yields a valid
+// packet.
+func TestFillL4Checksum(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, proto := range []uint8{ProtoTCP, ProtoUDP, ProtoICMP} {
+			s := spec{v6: v6, proto: proto}
+			if v6 && proto == ProtoICMP {
+				s.proto = ProtoICMPv6
+			}
+			buf, off := withHeadroom(s.frame(t))
+			p := mustParse(t, buf, off, true)
+			l4 := buf[p.L4Off:p.End]
+			csOff := map[uint8]int{ProtoTCP: 16, ProtoUDP: 6, ProtoICMP: 2, ProtoICMPv6: 2}[s.proto]
+			l4[csOff], l4[csOff+1] = 0x12, 0x34 // not the checksum
+			if d := FillL4Checksum(buf, p); d != DropNone {
+				t.Fatal(d)
+			}
+			gpCheck(t, buf[off:p.End], layers.LayerTypeEthernet)
+			if _, err := verifyFrame(buf[:p.End], off, true); err != nil {
+				t.Fatalf("v6=%v proto %d: %v", v6, proto, err)
+			}
+		}
+	}
+	buf, off := withHeadroom(spec{proto: 253}.frame(t))
+	p := mustParse(t, buf, off, true)
+	if d := FillL4Checksum(buf, p); d != DropUnsupportedProto {
+		t.Errorf("proto 253: %v", d)
+	}
+}
