@@ -67,6 +67,8 @@
 //
 // All rewrites first refuse TTL/hop limit <= 1 with DropTTLExceeded (the
 // caller answers with BuildTimeExceeded and drops), then decrement it.
+// Neighbour-discovery messages are link-local and refused as
+// not_forwardable.
 //
 //   - NATIn (client -> real server): destination address and port; IPv4
 //     header checksum, TCP/UDP checksum (incremental, or full for a zero

@@ -1,8 +1,13 @@
 package pkt
 
 // checkTTL reports DropTTLExceeded when the packet may not be forwarded
-// (TTL / hop limit <= 1). It changes nothing.
+// (TTL / hop limit <= 1), and DropNotForwardable for neighbour-discovery
+// messages, which are link-local (RFC 4861 requires hop limit 255, so a
+// forwarded one would be invalid). It changes nothing.
 func checkTTL(p *Packet) Drop {
+	if p.Proto == ProtoICMPv6 && p.ICMPType >= 133 && p.ICMPType <= 137 {
+		return DropNotForwardable
+	}
 	if p.TTL <= 1 {
 		return DropTTLExceeded
 	}

@@ -474,3 +474,17 @@ func TestFillL4Checksum(t *testing.T) {
 		t.Errorf("proto 253: %v", d)
 	}
 }
+
+func TestNDPNotForwarded(t *testing.T) {
+	buf, off := withHeadroom(nsFrame(t, client6, vip6, true, 255))
+	p := mustParse(t, buf, off, true)
+	if d := DR(buf, p, macRS, macDirA); d != DropNotForwardable {
+		t.Errorf("DR: %v", d)
+	}
+	if _, _, d := Encap(buf, p, &Tunnel{Src: a16(dir6), Dst: a16(rs6), MTU: 1500}, 1); d != DropNotForwardable {
+		t.Errorf("Encap: %v", d)
+	}
+	if d := DecTTL(buf, p); d != DropNotForwardable {
+		t.Errorf("DecTTL: %v", d)
+	}
+}
