@@ -68,7 +68,7 @@ func BuildICMPError(out []byte, buf []byte, p *Packet, src [16]byte, typ, code u
 		put16(h[10:], 0)
 		copy(h[12:16], src[12:])
 		copy(h[16:20], p.Src[12:])
-		put16(h[10:], ^Fold(Sum(h, 0)))
+		put16(h[10:], ^Fold(sum20(h)))
 		ic = out[IPv4MinLen:n]
 	} else {
 		h := out[:IPv6Len]

@@ -89,7 +89,13 @@ func parseIPv4(buf []byte, off int, p *Packet) Drop {
 	if tot < ihl || tot > len(b) {
 		return DropBadIPv4Length
 	}
-	if Fold(Sum(b[:ihl], 0)) != 0xffff {
+	var acc uint64
+	if ihl == IPv4MinLen {
+		acc = sum20(b)
+	} else {
+		acc = Sum(b[:ihl], 0)
+	}
+	if Fold(acc) != 0xffff {
 		return DropBadIPv4Checksum
 	}
 	p.Version = 4
