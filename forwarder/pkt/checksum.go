@@ -116,3 +116,10 @@ func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
 func put16(b []byte, v uint16) { binary.BigEndian.PutUint16(b, v) }
 func put32(b []byte, v uint32) { binary.BigEndian.PutUint32(b, v) }
 func be32(b []byte) uint32     { return binary.BigEndian.Uint32(b) }
+
+// sum20 is Sum for exactly a 20-byte IPv4 header without options.
+func sum20(h []byte) uint64 {
+	_ = h[19]
+	return uint64(be32(h[0:])) + uint64(be32(h[4:])) + uint64(be32(h[8:])) +
+		uint64(be32(h[12:])) + uint64(be32(h[16:]))
+}

@@ -101,3 +101,16 @@ func TestPseudoSum(t *testing.T) {
 		t.Fatalf("v6 pseudo sum %#04x, want %#04x", got, naiveSum(b))
 	}
 }
+
+func TestSum20(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	h := make([]byte, 20)
+	for i := 0; i < 1000; i++ {
+		for j := range h {
+			h[j] = byte(r.Uint32())
+		}
+		if Fold(sum20(h)) != Fold(Sum(h, 0)) {
+			t.Fatalf("sum20 differs for %x", h)
+		}
+	}
+}

@@ -58,6 +58,8 @@ const (
 	DropBufferTooSmall     // caller's output buffer too small
 	DropNotARPRequest      // ARP reply asked for a packet that is not an ARP request
 	DropNotNS              // NA asked for a packet that is not a neighbour solicitation
+	DropNATToLoopback      // NAT to 127/8 or ::1 (IPVS refuses it for packets from the network)
+	DropNotForwardable     // neighbour discovery (ICMPv6 133-137) is link-local: never forwarded
 
 	NumDrops // number of Drop values, for counter arrays
 )
@@ -102,6 +104,8 @@ var dropNames = [NumDrops]string{
 	DropBufferTooSmall:       "buffer_too_small",
 	DropNotARPRequest:        "not_arp_request",
 	DropNotNS:                "not_neighbor_solicitation",
+	DropNATToLoopback:        "nat_to_loopback",
+	DropNotForwardable:       "not_forwardable",
 }
 
 // String returns the counter name of d ("truncated_ethernet", ...), or

@@ -174,8 +174,18 @@ func FuzzEncap(f *testing.F) {
 		}
 		rewriteHarness(t, frame, l2, func(buf []byte, p *Packet) (int, int, Drop) {
 			start, end, d := Encap(buf, p, tun, 0x4242)
-			if d == DropNone && end-start-(p.L3Off-p.Start()) > int(mtu) {
-				t.Fatalf("encapsulated packet exceeds MTU %d", mtu)
+			if d == DropNone {
+				if end-start-(p.L3Off-p.Start()) > int(mtu) {
+					t.Fatalf("encapsulated packet exceeds MTU %d", mtu)
+				}
+				// The inner packet, untouched in place, still parses.
+				var q Packet
+				if d := ParseIP(buf[:end], p.L3Off, &q); d != DropNone {
+					t.Fatalf("inner packet no longer parses: %v", d)
+				}
+				if err := verifyIP(buf[:end], p.L3Off, 0); err != nil {
+					t.Fatalf("inner packet: %v", err)
+				}
 			}
 			if d == DropTooBig {
 				out := make([]byte, 1500)
@@ -236,6 +246,20 @@ func FuzzICMPError(f *testing.F) {
 		}
 		src := addrFor(p, a16(dir4), a16(dir6))
 		out := make([]byte, 1600)
+		var q Packet
+		if ParseTunnelError(buf, p, &q) == DropNone {
+			if !(q.L3Off >= p.Inner.L4Off && q.L3Off < q.L4Off && q.L4Off <= q.End && q.End <= p.End) {
+				t.Fatalf("tunnel quote offsets: %+v", q)
+			}
+			if q.Flags&FlagPorts != 0 && q.End-q.L4Off < 8 {
+				t.Fatal("tunnel quote ports claimed with fewer than 8 bytes")
+			}
+			if n, d := BuildTooBig(out, buf, &q, addrFor(&q, a16(vip4), a16(vip6)), 1280); d == DropNone {
+				if _, err := verifyFrame(out[:n], 0, false); err != nil {
+					t.Fatalf("answer to a tunnel error: %v", err)
+				}
+			}
+		}
 		for i, build := range []func() (int, Drop){
 			func() (int, Drop) { return BuildTimeExceeded(out, buf, p, src) },
 			func() (int, Drop) { return BuildTooBig(out, buf, p, src, 1280) },

@@ -68,7 +68,7 @@ func BuildICMPError(out []byte, buf []byte, p *Packet, src [16]byte, typ, code u
 		put16(h[10:], 0)
 		copy(h[12:16], src[12:])
 		copy(h[16:20], p.Src[12:])
-		put16(h[10:], ^Fold(Sum(h, 0)))
+		put16(h[10:], ^Fold(sum20(h)))
 		ic = out[IPv4MinLen:n]
 	} else {
 		h := out[:IPv6Len]
@@ -250,4 +250,62 @@ func v6AddrOff(v4off int) int {
 		return 8
 	}
 	return 24
+}
+
+// ParseTunnelError decodes, into q, the client packet quoted inside an
+// ICMP error p about one of the director's own IP-in-IP packets (p.Inner
+// is director -> real server with protocol 4 or 41). IPVS handles these
+// (spec §5): a frag-needed / packet-too-big updates the path MTU and, when
+// the client's packet had DF (or is IPv6), is answered to the client with
+// BuildTooBig(out, buf, q, src, mtu) where mtu is the reported MTU (or the
+// cached route MTU) minus the outer header (20 or 40) when above 88; other
+// errors are relayed to the client with the same type and code
+// (BuildICMPError on q). q.Flow() is the client's flow as it reached the
+// director, the key for the inbound connection lookup.
+//
+// q describes a possibly truncated packet: L2Off is -1, End is the end of
+// the quote, and only the IP header and the first 8 transport bytes are
+// guaranteed present. q is meant for lookup and for quoting, not for the
+// rewrites. It returns DropNotICMPError unless p quotes a tunnel packet,
+// and DropBadICMPEmbedded when the quote is too short.
+func ParseTunnelError(buf []byte, p *Packet, q *Packet) Drop {
+	if p.Flags&FlagICMPError == 0 || p.Inner.Proto != ProtoIPIP && p.Inner.Proto != ProtoIPv6 {
+		return DropNotICMPError
+	}
+	var t Packet
+	t.End = p.Inner.End
+	off := p.Inner.L4Off
+	if off >= t.End {
+		return DropBadICMPEmbedded
+	}
+	var d Drop
+	switch {
+	case p.Inner.Proto == ProtoIPIP && buf[off]>>4 == 4:
+		d = parseEmbedded4(buf, off, &t)
+	case p.Inner.Proto == ProtoIPv6 && buf[off]>>4 == 6:
+		d = parseEmbedded6(buf, off, &t)
+	default:
+		return DropBadICMPEmbedded
+	}
+	if d != DropNone {
+		return d
+	}
+	e := &t.Inner
+	*q = Packet{L2Off: -1, L3Off: e.L3Off, L4Off: e.L4Off, PayloadOff: e.L4Off, End: e.End, SLLAOff: -1,
+		Version: e.Version, Proto: e.Proto, Src: e.Src, Dst: e.Dst, SrcPort: e.SrcPort, DstPort: e.DstPort}
+	q.EtherType = EtherTypeIPv4
+	h := buf[e.L3Off:]
+	if e.Version == 4 {
+		q.TTL, q.TOS = h[ipv4TTL], h[ipv4TOS]
+		if h[ipv4Flags]&0x40 != 0 {
+			q.Flags |= FlagDF
+		}
+	} else {
+		q.EtherType = EtherTypeIPv6
+		q.TTL, q.TOS = h[7], uint8(be16(h[0:])>>4)
+	}
+	if t.Flags&FlagInnerPorts != 0 {
+		q.Flags |= FlagPorts
+	}
+	return DropNone
 }

@@ -220,3 +220,75 @@ func TestBuildICMPErrorSuppressed(t *testing.T) {
 		t.Errorf("family: %v", d)
 	}
 }
+
+// TestParseTunnelError: a router on the way to the real server reports
+// frag-needed about the director's IP-in-IP packet; the client's packet
+// quoted inside is decoded and answered with the tunnel MTU.
+func TestParseTunnelError(t *testing.T) {
+	for _, c := range []struct{ outer6, inner6 bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("outer6=%v-inner6=%v", c.outer6, c.inner6), func(t *testing.T) {
+			// The client's packet, encapsulated by Encap itself.
+			s := spec{v6: c.inner6, df: true, payload: make([]byte, 1200)}
+			buf, off := withHeadroom(s.frame(t))
+			p := mustParse(t, buf, off, true)
+			tun := &Tunnel{Src: a16(dir4), Dst: a16(rs4), MTU: 1500, PMTUDisc: true}
+			router, dir := netip.MustParseAddr("10.9.9.9"), dir4
+			typ, code := uint8(3), uint8(4)
+			if c.outer6 {
+				tun.Src, tun.Dst = a16(dir6), a16(rs6)
+				router, dir, typ, code = netip.MustParseAddr("fd00::99"), dir6, 2, 0
+			}
+			start, end, d := Encap(buf, p, tun, 9)
+			if d != DropNone {
+				t.Fatal(d)
+			}
+			outerL3 := start + (p.L3Off - p.L2Off) // the Ethernet header moved to start
+			// The router quotes the tunnel packet up to 576 bytes (IPv4) or
+			// 1280 bytes (IPv6), as Linux does.
+			tp := buf[outerL3:end]
+			lim := 576 - 28
+			if c.outer6 {
+				lim = 1280 - 48
+			}
+			if len(tp) > lim {
+				tp = tp[:lim]
+			}
+			ebuf, eoff := withHeadroom(ethernetFrame(t, icmpError(t, router, dir, typ, code, 1400, tp), c.outer6, 0))
+			ep := mustParse(t, ebuf, eoff, true)
+			var q Packet
+			if d := ParseTunnelError(ebuf, ep, &q); d != DropNone {
+				t.Fatal(d)
+			}
+			want := FlowKey{Src: a16(client4), Dst: a16(vip4), SrcPort: 40000, DstPort: 80, Proto: ProtoTCP}
+			if c.inner6 {
+				want.Src, want.Dst = a16(client6), a16(vip6)
+			}
+			if q.Flow() != want {
+				t.Fatalf("quoted client flow %+v, want %+v", q.Flow(), want)
+			}
+			if !c.inner6 && q.Flags&FlagDF == 0 {
+				t.Errorf("client DF not seen")
+			}
+			src := a16(vip4)
+			if c.inner6 {
+				src = a16(vip6)
+			}
+			out := make([]byte, 1500)
+			mtu := 1400 - map[bool]int{false: 20, true: 40}[c.outer6]
+			n, d := BuildTooBig(out, ebuf, &q, src, mtu)
+			if d != DropNone {
+				t.Fatal(d)
+			}
+			pk := gpCheck(t, out[:n], firstLayer(false, c.inner6))
+			checkICMPError(t, pk, c.inner6, 3, 2, uint32(mtu), ebuf[q.L3Off:q.End])
+		})
+	}
+	// Not about a tunnel packet.
+	qb := spec{src: vip4, dst: client4}.ipPacket(t)
+	buf, off := withHeadroom(ethernetFrame(t, icmpError(t, client4, vip4, 3, 4, 1400, qb), false, 0))
+	p := mustParse(t, buf, off, true)
+	var q Packet
+	if d := ParseTunnelError(buf, p, &q); d != DropNotICMPError {
+		t.Errorf("plain error: %v", d)
+	}
+}

@@ -149,7 +149,7 @@ func set4(a *[16]byte, b []byte) {
 	copy(a[12:], b[:4])
 }
 
-// Headers returns the Ethernet view of the frame (nil without L2).
+// Ethernet returns the Ethernet view of the frame (nil without L2).
 func (p *Packet) Ethernet(buf []byte) Ethernet {
 	if p.L2Off < 0 {
 		return nil

@@ -89,7 +89,13 @@ func parseIPv4(buf []byte, off int, p *Packet) Drop {
 	if tot < ihl || tot > len(b) {
 		return DropBadIPv4Length
 	}
-	if Fold(Sum(b[:ihl], 0)) != 0xffff {
+	var acc uint64
+	if ihl == IPv4MinLen {
+		acc = sum20(b)
+	} else {
+		acc = Sum(b[:ihl], 0)
+	}
+	if Fold(acc) != 0xffff {
 		return DropBadIPv4Checksum
 	}
 	p.Version = 4
@@ -205,14 +211,10 @@ func walkExt6(b []byte, off int, nh uint8) (x ext6) {
 // destination unreachable, source quench, time exceeded, parameter problem.
 func isICMPv4Error(t uint8) bool { return t == 3 || t == 4 || t == 11 || t == 12 }
 
-// ICMPv6 types.
+// ICMPv6 neighbour-discovery types.
 const (
-	icmp6DstUnreach   = 1
-	icmp6PacketTooBig = 2
-	icmp6TimeExceeded = 3
-	icmp6ParamProblem = 4
-	icmp6NS           = 135
-	icmp6NA           = 136
+	icmp6NS = 135
+	icmp6NA = 136
 )
 
 func parseL4(buf []byte, off int, p *Packet) Drop {

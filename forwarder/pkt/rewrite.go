@@ -1,8 +1,13 @@
 package pkt
 
 // checkTTL reports DropTTLExceeded when the packet may not be forwarded
-// (TTL / hop limit <= 1). It changes nothing.
+// (TTL / hop limit <= 1), and DropNotForwardable for neighbour-discovery
+// messages, which are link-local (RFC 4861 requires hop limit 255, so a
+// forwarded one would be invalid). It changes nothing.
 func checkTTL(p *Packet) Drop {
+	if p.Proto == ProtoICMPv6 && p.ICMPType >= 133 && p.ICMPType <= 137 {
+		return DropNotForwardable
+	}
 	if p.TTL <= 1 {
 		return DropTTLExceeded
 	}
@@ -64,11 +69,40 @@ func DR(buf []byte, p *Packet, dst, src [6]byte) Drop {
 	return DropNone
 }
 
+func isLoopback(a *[16]byte) bool {
+	if IsV4(a) {
+		return a[12] == 127
+	}
+	return *a == [16]byte{15: 1}
+}
+
+// CheckMTU applies IPVS's egress MTU rule to a packet about to leave on a
+// link (or path) of the given MTU, for NAT and DR (Encap applies it to
+// the tunnel itself): a packet that fits gives DropNone; a bigger IPv4
+// packet with DF, or any bigger IPv6 packet, gives DropTooBig (answer
+// with BuildTooBig and mtu) unless it is an ICMP error (DropTooBigICMP,
+// not answered); a bigger IPv4 packet without DF gives
+// DropNeedsFragmentation, since ulvs does not fragment.
+func CheckMTU(p *Packet, mtu int) Drop {
+	if p.End-p.L3Off <= mtu {
+		return DropNone
+	}
+	switch {
+	case p.Flags&FlagICMPError != 0:
+		return DropTooBigICMP
+	case p.Version == 6 || p.Flags&FlagDF != 0:
+		return DropTooBig
+	}
+	return DropNeedsFragmentation
+}
+
 // NATIn rewrites a client's packet to a real server: destination address
 // to daddr and destination port to dport; TTL decremented; IPv4 header and
 // TCP/UDP checksums updated incrementally (a zero UDP checksum is computed
 // in full; a UDP result of 0 is sent as 0xffff). The link header is left
-// alone (use SetMACs). On any Drop the packet is unchanged.
+// alone (use SetMACs). A destination in 127/8 or ::1 is refused
+// (DropNATToLoopback), as IPVS refuses it. On any Drop the packet is
+// unchanged.
 func NATIn(buf []byte, p *Packet, daddr [16]byte, dport uint16) Drop {
 	return nat(buf, p, &daddr, dport, true)
 }
@@ -89,6 +123,9 @@ func nat(buf []byte, p *Packet, addr *[16]byte, port uint16, dst bool) Drop {
 	}
 	if p.Flags&FlagPorts == 0 {
 		return DropUnsupportedProto
+	}
+	if dst && isLoopback(addr) {
+		return DropNATToLoopback
 	}
 	if d := checkTTL(p); d != DropNone {
 		return d
@@ -147,5 +184,44 @@ func nat(buf []byte, p *Packet, addr *[16]byte, port uint16, dst bool) Drop {
 		csum = 0xffff
 	}
 	put16(l4[csumOff:], csum)
+	return DropNone
+}
+
+// FillL4Checksum computes the TCP, UDP, ICMP or ICMPv6 checksum of a
+// parsed packet in full and stores it (a UDP result of 0 as 0xffff). Use
+// it for frames whose checksum the sender left to offload (AF_PACKET
+// TP_STATUS_CSUMNOTREADY, a partial checksum holding only the
+// pseudo-header sum): the incremental updates of the rewrites assume a
+// complete checksum. Other protocols are left alone (DropUnsupportedProto).
+func FillL4Checksum(buf []byte, p *Packet) Drop {
+	if p.Version == 0 {
+		return DropNotIP
+	}
+	l4 := buf[p.L4Off:p.End]
+	v4 := p.Version == 4
+	var off int
+	var acc uint64
+	switch {
+	case p.Proto == ProtoTCP && p.Flags&FlagPorts != 0:
+		off = 16
+		acc = PseudoSum(&p.Src, &p.Dst, v4, ProtoTCP, len(l4))
+	case p.Proto == ProtoUDP && p.Flags&FlagPorts != 0:
+		off = 6
+		l4 = l4[:be16(l4[4:])]
+		acc = PseudoSum(&p.Src, &p.Dst, v4, ProtoUDP, len(l4))
+	case p.Proto == ProtoICMP && v4 && len(l4) >= ICMPLen:
+		off = 2
+	case p.Proto == ProtoICMPv6 && !v4 && len(l4) >= ICMPLen:
+		off = 2
+		acc = PseudoSum(&p.Src, &p.Dst, false, ProtoICMPv6, len(l4))
+	default:
+		return DropUnsupportedProto
+	}
+	put16(l4[off:], 0)
+	c := ^Fold(Sum(l4, acc))
+	if c == 0 && p.Proto == ProtoUDP {
+		c = 0xffff
+	}
+	put16(l4[off:], c)
 	return DropNone
 }

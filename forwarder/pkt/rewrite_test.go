@@ -400,3 +400,91 @@ func TestDecTTLAndSetMACs(t *testing.T) {
 		t.Errorf("MACs not set")
 	}
 }
+
+func TestNATToLoopbackRefused(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		buf, off := withHeadroom(spec{v6: v6}.frame(t))
+		p := mustParse(t, buf, off, true)
+		lo := a16(netip.MustParseAddr("127.0.0.2"))
+		if v6 {
+			lo = a16(netip.IPv6Loopback())
+		}
+		if d := NATIn(buf, p, lo, 80); d != DropNATToLoopback {
+			t.Errorf("v6=%v: %v", v6, d)
+		}
+	}
+}
+
+func TestCheckMTU(t *testing.T) {
+	big := make([]byte, 1400)
+	cases := []struct {
+		s    spec
+		mtu  int
+		want Drop
+	}{
+		{spec{payload: big}, 1500, DropNone},
+		{spec{payload: big}, 1420, DropNeedsFragmentation},
+		{spec{payload: big, df: true}, 1420, DropTooBig},
+		{spec{payload: big, df: true}, 1440, DropNone},
+		{spec{v6: true, payload: big}, 1459, DropTooBig},
+		{spec{v6: true, payload: big}, 1460, DropNone},
+	}
+	for i, c := range cases {
+		buf, off := withHeadroom(c.s.frame(t))
+		p := mustParse(t, buf, off, true)
+		if d := CheckMTU(p, c.mtu); d != c.want {
+			t.Errorf("case %d: %v, want %v", i, d, c.want)
+		}
+	}
+	q := spec{src: vip4, dst: client4, payload: big}.ipPacket(t)
+	buf, off := withHeadroom(ethernetFrame(t, icmpError(t, client4, vip4, 3, 3, 0, q), false, 0))
+	p := mustParse(t, buf, off, true)
+	if d := CheckMTU(p, 1400); d != DropTooBigICMP {
+		t.Errorf("icmp error: %v", d)
+	}
+}
+
+// TestFillL4Checksum replaces a partial (pseudo-header only) checksum, as
+// offloading senders leave it, by the full one; NAT then yields a valid
+// packet.
+func TestFillL4Checksum(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, proto := range []uint8{ProtoTCP, ProtoUDP, ProtoICMP} {
+			s := spec{v6: v6, proto: proto}
+			if v6 && proto == ProtoICMP {
+				s.proto = ProtoICMPv6
+			}
+			buf, off := withHeadroom(s.frame(t))
+			p := mustParse(t, buf, off, true)
+			l4 := buf[p.L4Off:p.End]
+			csOff := map[uint8]int{ProtoTCP: 16, ProtoUDP: 6, ProtoICMP: 2, ProtoICMPv6: 2}[s.proto]
+			l4[csOff], l4[csOff+1] = 0x12, 0x34 // not the checksum
+			if d := FillL4Checksum(buf, p); d != DropNone {
+				t.Fatal(d)
+			}
+			gpCheck(t, buf[off:p.End], layers.LayerTypeEthernet)
+			if _, err := verifyFrame(buf[:p.End], off, true); err != nil {
+				t.Fatalf("v6=%v proto %d: %v", v6, proto, err)
+			}
+		}
+	}
+	buf, off := withHeadroom(spec{proto: 253}.frame(t))
+	p := mustParse(t, buf, off, true)
+	if d := FillL4Checksum(buf, p); d != DropUnsupportedProto {
+		t.Errorf("proto 253: %v", d)
+	}
+}
+
+func TestNDPNotForwarded(t *testing.T) {
+	buf, off := withHeadroom(nsFrame(t, client6, vip6, true, 255))
+	p := mustParse(t, buf, off, true)
+	if d := DR(buf, p, macRS, macDirA); d != DropNotForwardable {
+		t.Errorf("DR: %v", d)
+	}
+	if _, _, d := Encap(buf, p, &Tunnel{Src: a16(dir6), Dst: a16(rs6), MTU: 1500}, 1); d != DropNotForwardable {
+		t.Errorf("Encap: %v", d)
+	}
+	if d := DecTTL(buf, p); d != DropNotForwardable {
+		t.Errorf("DecTTL: %v", d)
+	}
+}

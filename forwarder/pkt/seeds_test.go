@@ -2,6 +2,7 @@ package pkt
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,6 +91,26 @@ func fuzzSeeds(t testing.TB) []fuzzSeed {
 		} else {
 			add("icmp6-ptb", ethernetFrame(t, icmpError(t, cl, vip, 2, 0, 1280, spec{v6: true, src: vip, dst: cl}.ipPacket(t)), true, 0), true, "icmp parse")
 		}
+	}
+	// Errors about the director's own tunnel packets.
+	for _, c := range []struct{ outer6, inner6 bool }{{false, false}, {true, true}, {false, true}} {
+		sp := spec{v6: c.inner6, df: true, payload: make([]byte, 600)}
+		buf, off := withHeadroom(sp.frame(t))
+		p := mustParse(t, buf, off, true)
+		tun := &Tunnel{Src: a16(dir4), Dst: a16(rs4), MTU: 1500, PMTUDisc: true}
+		router, typ, code := netip.MustParseAddr("10.9.9.9"), uint8(3), uint8(4)
+		if c.outer6 {
+			tun.Src, tun.Dst = a16(dir6), a16(rs6)
+			router, typ, code = netip.MustParseAddr("fd00::99"), 2, 0
+		}
+		start, end, d := Encap(buf, p, tun, 9)
+		if d != DropNone {
+			t.Fatal(d)
+		}
+		tp := buf[start+14 : end]
+		tp = tp[:min(len(tp), 300)]
+		add(fmt.Sprintf("tunnel-error-outer6-%v-inner6-%v", c.outer6, c.inner6),
+			ethernetFrame(t, icmpError(t, router, netip.AddrFrom16(tun.Src).Unmap(), typ, code, 1400, tp), c.outer6, 0), true, "icmp icmperr parse")
 	}
 	// Malformed IPv4.
 	tcp4 := spec{}.frame(t)

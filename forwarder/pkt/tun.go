@@ -124,7 +124,7 @@ func Encap(buf []byte, p *Packet, t *Tunnel, id uint16) (start, end int, d Drop)
 		put16(h[10:], 0)
 		copy(h[12:16], t.Src[12:])
 		copy(h[16:20], t.Dst[12:])
-		put16(h[10:], ^Fold(Sum(h[:20], 0)))
+		put16(h[10:], ^Fold(sum20(h)))
 	} else {
 		put32(h[0:], 6<<28|uint32(tos)<<20)
 		put16(h[4:], uint16(innerLen))

@@ -48,6 +48,7 @@ type ipInfo struct {
 	l3, l4   int // offsets in b
 	end      int // end of the IP packet (clamped to len(b))
 	complete bool
+	frag     bool // first fragment: transport checksums cover more than this
 	proto    uint8
 	src, dst []byte
 }
@@ -69,8 +70,11 @@ func ipAt(b []byte, l3 int) (ipInfo, bool) {
 			return x, false
 		}
 		x = ipInfo{v4: true, l3: l3, l4: l3 + ihl, end: l3 + tot, proto: b[l3+9], src: b[l3+12 : l3+16], dst: b[l3+16 : l3+20]}
-		if binary.BigEndian.Uint16(b[l3+6:])&0x3fff != 0 {
-			x.proto = 255 // fragment: no transport checksum to hold
+		switch ff := binary.BigEndian.Uint16(b[l3+6:]); {
+		case ff&0x1fff != 0:
+			x.proto = 255 // later fragment: no transport header
+		case ff&0x2000 != 0:
+			x.frag = true // first fragment: a transport header, not the whole datagram
 		}
 	case 6:
 		if len(b)-l3 < 40 {
@@ -106,11 +110,12 @@ func fixIP(b []byte, l3 int, depth int) {
 		return
 	}
 	l4 := b[x.l4:x.end]
+	complete := x.complete && !x.frag
 	switch {
-	case x.proto == ProtoTCP && x.complete && len(l4) >= 20:
+	case x.proto == ProtoTCP && complete && len(l4) >= 20:
 		l4[16], l4[17] = 0, 0
 		binary.BigEndian.PutUint16(l4[16:], ^sumWith(pseudo(x.src, x.dst, 6, len(l4)), l4))
-	case x.proto == ProtoUDP && x.complete && len(l4) >= 8:
+	case x.proto == ProtoUDP && complete && len(l4) >= 8 && binary.BigEndian.Uint16(l4[4:]) >= 8:
 		if l4[6]|l4[7] != 0 || !x.v4 {
 			n := min(int(binary.BigEndian.Uint16(l4[4:])), len(l4))
 			l4[6], l4[7] = 0, 0
@@ -120,8 +125,8 @@ func fixIP(b []byte, l3 int, depth int) {
 			}
 			binary.BigEndian.PutUint16(l4[6:], c)
 		}
-	case (x.proto == ProtoICMP && x.v4 || x.proto == ProtoICMPv6 && !x.v4) && x.complete && len(l4) >= 8:
-		if len(l4) > 8 {
+	case (x.proto == ProtoICMP && x.v4 || x.proto == ProtoICMPv6 && !x.v4) && complete && len(l4) >= 8:
+		if len(l4) > 8 && quotes(l4[0], x.v4) {
 			fixIP(l4, 8, depth+1) // quoted packet, when it looks like one
 		}
 		l4[2], l4[3] = 0, 0
@@ -173,12 +178,13 @@ func verifyIP(b []byte, l3 int, depth int) error {
 		return nil
 	}
 	l4 := b[x.l4:x.end]
+	complete := x.complete && !x.frag
 	switch {
-	case x.proto == ProtoTCP && x.complete && len(l4) >= 20:
+	case x.proto == ProtoTCP && complete && len(l4) >= 20:
 		if s := sumWith(pseudo(x.src, x.dst, 6, len(l4)), l4); s != 0xffff {
 			return fmt.Errorf("TCP checksum (depth %d) sum %#04x", depth, s)
 		}
-	case x.proto == ProtoUDP && x.complete && len(l4) >= 8:
+	case x.proto == ProtoUDP && complete && len(l4) >= 8 && binary.BigEndian.Uint16(l4[4:]) >= 8:
 		if l4[6]|l4[7] == 0 {
 			if !x.v4 {
 				return fmt.Errorf("IPv6 UDP checksum 0")
@@ -189,7 +195,7 @@ func verifyIP(b []byte, l3 int, depth int) error {
 		if s := sumWith(pseudo(x.src, x.dst, 17, n), l4[:n]); s != 0xffff {
 			return fmt.Errorf("UDP checksum (depth %d) sum %#04x", depth, s)
 		}
-	case (x.proto == ProtoICMP && x.v4 || x.proto == ProtoICMPv6 && !x.v4) && x.complete && len(l4) >= 8:
+	case (x.proto == ProtoICMP && x.v4 || x.proto == ProtoICMPv6 && !x.v4) && complete && len(l4) >= 8:
 		var ph []byte
 		if !x.v4 {
 			ph = pseudo(x.src, x.dst, 58, len(l4))
@@ -197,7 +203,7 @@ func verifyIP(b []byte, l3 int, depth int) error {
 		if s := sumWith(ph, l4); s != 0xffff {
 			return fmt.Errorf("ICMP checksum (depth %d) sum %#04x", depth, s)
 		}
-		if len(l4) > 8 && depth == 0 {
+		if len(l4) > 8 && depth == 0 && quotes(l4[0], x.v4) {
 			if _, ok := ipAt(l4, 8); ok {
 				if err := verifyIP(l4, 8, depth+1); err != nil {
 					return fmt.Errorf("quoted packet: %w", err)
@@ -205,9 +211,22 @@ func verifyIP(b []byte, l3 int, depth int) error {
 			}
 		}
 	case x.proto == ProtoIPIP || x.proto == ProtoIPv6:
+		// Arbitrary bytes may carry protocol 4/41; hold only what decodes
+		// (Encap's callers check their inner packet separately).
+		if _, ok := ipAt(b[:x.end], x.l4); !ok {
+			break
+		}
 		if err := verifyIP(b[:x.end], x.l4, depth+1); err != nil {
 			return fmt.Errorf("inner packet: %w", err)
 		}
 	}
 	return nil
+}
+
+// quotes reports the ICMP types that quote a packet.
+func quotes(typ uint8, v4 bool) bool {
+	if v4 {
+		return typ == 3 || typ == 4 || typ == 5 || typ == 11 || typ == 12
+	}
+	return typ >= 1 && typ <= 4
 }
