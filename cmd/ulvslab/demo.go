@@ -31,13 +31,13 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "ulvslab demo: needs root (it builds network namespaces); run: sudo make demo")
-		return 1
-	}
 	bin, err := findULVSD(*ulvsd)
 	if err != nil {
 		fmt.Fprintf(stderr, "ulvslab demo: %v\n", err)
+		return 1
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "ulvslab demo: needs root (it builds network namespaces); run: sudo make demo")
 		return 1
 	}
 	start := time.Now()
@@ -53,6 +53,9 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 
 func findULVSD(flagPath string) (string, error) {
 	if flagPath != "" {
+		if _, err := os.Stat(flagPath); err != nil {
+			return "", fmt.Errorf("--ulvsd: %w", err)
+		}
 		return flagPath, nil
 	}
 	if exe, err := os.Executable(); err == nil {

@@ -21,7 +21,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, 2, "usage"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
-		{[]string{"demo"}, 1, "needs ulvsd"},
+		{[]string{"demo", "--ulvsd", "/nonexistent/ulvsd"}, 1, "ulvsd"},
+		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"up", "--mode", "ipip", "--state-dir", t.TempDir()}, 1, `mode "ipip"`},
 		{[]string{"up", "--servers", "2", "--state-dir", t.TempDir()}, 1, "mode is required"},
 		{[]string{"down", "--state-dir", t.TempDir()}, 1, "no lab"},
