@@ -436,8 +436,10 @@ func TestDownByNameAfterCrash(t *testing.T) {
 			t.Fatalf("%v (pid %d) started in the lab still runs", pr.Argv, pr.PID)
 		}
 	}
-	if !strings.Contains(extra.Wait().Error(), "terminated") {
-		t.Errorf("sleep ended with %v, want killed by SIGTERM", extra.Wait())
+	// SIGTERM first; on a loaded machine the grace period may run out and
+	// SIGKILL follow. Either way the process was stopped by DownByName.
+	if msg := extra.Wait().Error(); !strings.Contains(msg, "terminated") && !strings.Contains(msg, "killed") {
+		t.Errorf("sleep ended with %v, want stopped by a signal", extra.Wait())
 	}
 	assertGone(t, l, pids, stateDir)
 }
