@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -135,6 +136,17 @@ func TestHTTPChecksAgainstNginx(t *testing.T) {
 	slow := tcpSlow(t, 2*probeTimeout, "HTTP/1.0 200 OK\r\n\r\nlate")
 	silent := tcpSilent(t)
 	slowBody := serveTCP(t, func(c net.Conn) {
+		// Answer only after the request: a response before it is an
+		// "unsolicited response" to Go's client, a different failure.
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		req := make([]byte, 0, 512)
+		for buf := make([]byte, 512); !bytes.Contains(req, []byte("\r\n\r\n")); {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			req = append(req, buf[:n]...)
+		}
 		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok "))
 		time.Sleep(2 * probeTimeout)
 	})
