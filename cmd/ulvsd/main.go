@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ func run(args []string) int {
 	path := fs.String("config", "/etc/ulvs/ulvsd.toml", "configuration `file` (TOML)")
 	check := fs.Bool("check", false, "check the configuration file and exit")
 	human := fs.Bool("console-log", false, "human-readable logs instead of JSON lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to `file`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,6 +43,14 @@ func run(args []string) int {
 		return 0
 	}
 	log := newLogger(cfg.Director.LogLevel, *human)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			log.Error().Err(err).Msg("cpu profile")
+			return 1
+		}
+		defer stop()
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -96,4 +106,17 @@ func newLogger(level string, human bool) zerolog.Logger {
 		log = zerolog.New(os.Stderr)
 	}
 	return log.Level(lvl).With().Timestamp().Str("component", "ulvsd").Logger()
+}
+
+// startCPUProfile profiles the process until the returned function runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
