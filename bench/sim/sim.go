@@ -664,6 +664,19 @@ type sim struct {
 func ns(t float64) int64 { return int64(math.Round(t * 1e9)) }
 
 func runOne(cfg *Config, name string, unit float64, probes []scheduler.Flow) (*SchedResult, error) {
+	s, err := newSim(cfg, name, unit, probes)
+	if err != nil {
+		return nil, err
+	}
+	s.run()
+	if cfg.Timing > 0 {
+		s.res.DecisionsPerSec = s.measure()
+	}
+	return s.res, nil
+}
+
+// newSim builds scheduler name's Pool with every server in it.
+func newSim(cfg *Config, name string, unit float64, probes []scheduler.Flow) (*sim, error) {
 	twos := rand.New(rand.NewPCG(cfg.Seed, streamTwos))
 	pool, err := scheduler.New(name, 0, scheduler.Options{MHTableIndex: cfg.MHTableIndex, Rand: twos.Uint32})
 	if err != nil {
@@ -685,11 +698,7 @@ func runOne(cfg *Config, name string, unit float64, probes []scheduler.Flow) (*S
 			return nil, err
 		}
 	}
-	s.run()
-	if cfg.Timing > 0 {
-		s.res.DecisionsPerSec = s.measure()
-	}
-	return s.res, nil
+	return s, nil
 }
 
 type ctlEvent struct {
