@@ -153,6 +153,7 @@ func TestIdealOfReweightAndReturn(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	cfg := small()
+	cfg.Rate = 200
 	a, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -80,19 +80,64 @@ type frame struct {
 	w      *bufio.Writer
 	yTicks []float64
 	yMax   float64
+	// log: the y axis is log10 from 10^lo to 10^hi; values at or below
+	// 10^lo (zero included) sit on the x axis.
+	log    bool
+	lo, hi float64
 }
 
 func (f *frame) x0() float64 { return padL }
 func (f *frame) x1() float64 { return chartW - padR }
 func (f *frame) y(v float64) float64 {
-	return padT + (chartH-padT-padB)*(1-v/f.yMax)
+	frac := v / f.yMax
+	if f.log {
+		frac = 0
+		if v > 0 {
+			frac = math.Max(0, (math.Log10(v)-f.lo)/(f.hi-f.lo))
+		}
+	}
+	return padT + (chartH-padT-padB)*(1-frac)
+}
+
+// logRange returns the decades covering the positive values of ss (and
+// ref), at most 6 below the top.
+func logRange(ss []series, ref float64) (lo, hi float64) {
+	mn, mx := math.Inf(1), 0.0
+	consider := func(v float64) {
+		if v > 0 && !math.IsInf(v, 0) {
+			mn, mx = math.Min(mn, v), math.Max(mx, v)
+		}
+	}
+	consider(ref)
+	for _, s := range ss {
+		for _, v := range s.Values {
+			consider(v)
+		}
+	}
+	if mx == 0 {
+		return 0, 1
+	}
+	hi = math.Ceil(math.Log10(mx))
+	lo = math.Max(math.Floor(math.Log10(mn)), hi-6)
+	if lo >= hi {
+		lo = hi - 1
+	}
+	return lo, hi
 }
 
 // open writes the header, title, y axis with grid lines and labels.
-func openFrame(w io.Writer, title, xLabel, yLabel string, yHi float64) *frame {
-	f := &frame{w: bufio.NewWriter(w)}
-	f.yTicks = niceTicks(yHi, 6)
-	f.yMax = f.yTicks[len(f.yTicks)-1]
+func openFrame(w io.Writer, title, xLabel, yLabel string, yHi float64, logY bool, ss []series, ref float64) *frame {
+	f := &frame{w: bufio.NewWriter(w), log: logY}
+	if logY {
+		f.lo, f.hi = logRange(ss, ref)
+		for e := f.lo; e <= f.hi; e++ {
+			f.yTicks = append(f.yTicks, math.Pow(10, e))
+		}
+		yLabel += " (log scale)"
+	} else {
+		f.yTicks = niceTicks(yHi, 6)
+		f.yMax = f.yTicks[len(f.yTicks)-1]
+	}
 	b := f.w
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(b, `<rect width="%d" height="%d" fill="white"/>`+"\n", chartW, chartH)
@@ -120,7 +165,7 @@ func (f *frame) legend(names []string) {
 
 // hline draws a dashed reference line at v with a label.
 func (f *frame) hline(v float64, label string) {
-	if v > f.yMax {
+	if (!f.log && v > f.yMax) || (f.log && (v <= 0 || math.Log10(v) > f.hi)) {
 		return
 	}
 	y := num(f.y(v))
@@ -146,8 +191,8 @@ func maxOf(ss []series, floor float64) float64 {
 }
 
 // lineChart draws one polyline per series over the shared x values.
-func lineChart(w io.Writer, title, xLabel, yLabel string, x []float64, ss []series, ref float64, refLabel string) error {
-	f := openFrame(w, title, xLabel, yLabel, maxOf(ss, ref))
+func lineChart(w io.Writer, title, xLabel, yLabel string, x []float64, ss []series, ref float64, refLabel string, logY bool) error {
+	f := openFrame(w, title, xLabel, yLabel, maxOf(ss, ref), logY, ss, ref)
 	xMax := 1.0
 	if len(x) > 0 {
 		xMax = x[len(x)-1]
@@ -179,8 +224,14 @@ func lineChart(w io.Writer, title, xLabel, yLabel string, x []float64, ss []seri
 }
 
 // barChart draws, for each category, one bar per series side by side.
-func barChart(w io.Writer, title, yLabel string, cats []string, ss []series, ref float64, refLabel string) error {
-	f := openFrame(w, title, "", yLabel, maxOf(ss, ref))
+func barChart(w io.Writer, title, yLabel string, cats []string, ss []series, ref float64, refLabel string, logY bool) error {
+	return barChartMarks(w, title, yLabel, cats, ss, nil, "", ref, refLabel, logY)
+}
+
+// barChartMarks is barChart with, for each bar, a black mark across it at
+// marks[series].Values[category] (named markName in the legend).
+func barChartMarks(w io.Writer, title, yLabel string, cats []string, ss, marks []series, markName string, ref float64, refLabel string, logY bool) error {
+	f := openFrame(w, title, "", yLabel, maxOf(ss, ref), logY, ss, ref)
 	gw := (f.x1() - f.x0()) / float64(max(len(cats), 1))
 	bw := gw * 0.8 / float64(max(len(ss), 1))
 	for c, name := range cats {
@@ -198,6 +249,11 @@ func barChart(w io.Writer, title, yLabel string, cats []string, ss []series, ref
 			fmt.Fprintf(f.w, `<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s %s: %s</title></rect>`+"\n",
 				num(gx+bw*float64(i)), num(y), num(math.Max(bw-1, 1)), num(float64(chartH-padB)-y), color(i),
 				esc(name), esc(s.Name), strconv.FormatFloat(s.Values[c], 'g', 4, 64))
+			if i < len(marks) && c < len(marks[i].Values) {
+				my := num(f.y(marks[i].Values[c]))
+				fmt.Fprintf(f.w, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="black" stroke-width="2"/>`+"\n",
+					num(gx+bw*float64(i)-1), my, num(gx+bw*float64(i+1)), my)
+			}
 		}
 	}
 	if refLabel != "" {
@@ -209,6 +265,11 @@ func barChart(w io.Writer, title, yLabel string, cats []string, ss []series, ref
 	}
 	if len(ss) > 1 {
 		f.legend(names)
+	}
+	if markName != "" {
+		y := padT + 8 + 18*len(names)
+		fmt.Fprintf(f.w, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black" stroke-width="2"/>`+"\n", chartW-padR+16, y, chartW-padR+28, y)
+		fmt.Fprintf(f.w, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", chartW-padR+34, y, esc(markName))
 	}
 	return f.close()
 }
@@ -259,7 +320,7 @@ func WriteSVG(dir string, r *Result) error {
 	}
 	err := write("load.svg", func(w io.Writer) error {
 		return lineChart(w, "Most loaded server over time (connections / slots)", "simulated time (s)",
-			"max load over servers", t, lines, 1, "capacity (load 1)")
+			"max load over servers", t, lines, 1, "capacity (load 1)", true)
 	})
 	if err != nil {
 		return err
@@ -276,19 +337,19 @@ func WriteSVG(dir string, r *Result) error {
 	}
 	err = write("server-load.svg", func(w io.Writer) error {
 		return barChart(w, "Mean load of each server (connections / slots)", "mean load", names, perServer,
-			r.Config.Load, fmt.Sprintf("offered load %g", r.Config.Load))
+			r.Config.Load, fmt.Sprintf("offered load %g", r.Config.Load), true)
 	})
 	if err != nil {
 		return err
 	}
 	err = write("fairness.svg", func(w io.Writer) error {
 		return barChart(w, "Jain's fairness index of capacity-normalised load (mean over samples)", "Jain's index",
-			names, one(func(s *SchedResult) float64 { return s.Jain }, "jain"), 1, "1 = proportional to capacity")
+			names, one(func(s *SchedResult) float64 { return s.Jain }, "jain"), 1, "1 = proportional to capacity", false)
 	})
 	if err != nil {
 		return err
 	}
-	var dis []series
+	var dis, marks []series
 	if len(r.Scheds) > 0 {
 		for c, ch := range r.Scheds[0].Changes {
 			s := series{Name: fmt.Sprintf("%s @%gs", ch.Event, ch.At)}
@@ -297,18 +358,18 @@ func WriteSVG(dir string, r *Result) error {
 			}
 			dis = append(dis, s)
 		}
-		// The ideal is the same for every scheduler.
+		// The ideal is the same for every scheduler: a mark on each bar.
 		for _, ch := range r.Scheds[0].Changes {
-			s := series{Name: fmt.Sprintf("ideal %s", ch.Event)}
+			s := series{Name: "ideal " + ch.Event}
 			for range r.Scheds {
 				s.Values = append(s.Values, ch.Ideal)
 			}
-			dis = append(dis, s)
+			marks = append(marks, s)
 		}
 	}
 	err = write("disruption.svg", func(w io.Writer) error {
-		return barChart(w, "Disruption: share of probe flow keys that change server", "share of keys remapped",
-			names, dis, 0, "")
+		return barChartMarks(w, "Disruption: share of probe flow keys that change server", "share of keys remapped",
+			names, dis, marks, "ideal (must move)", 0, "", false)
 	})
 	if err != nil {
 		return err
@@ -318,6 +379,6 @@ func WriteSVG(dir string, r *Result) error {
 		if r.Machine != nil {
 			title += " on " + r.Machine.CPU
 		}
-		return barChart(w, title, "decisions / s", names, one(func(s *SchedResult) float64 { return s.DecisionsPerSec }, "decisions/s"), 0, "")
+		return barChart(w, title, "decisions / s", names, one(func(s *SchedResult) float64 { return s.DecisionsPerSec }, "decisions/s"), 0, "", false)
 	})
 }
