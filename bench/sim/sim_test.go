@@ -355,3 +355,55 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Once the heaps have grown, an arrival (Schedule, Bind, heap push) and a
+// completion (heap pop, Unbind) allocate nothing.
+func TestStepsDoNotAllocate(t *testing.T) {
+	cfg := small()
+	cfg.Duration = 5 * time.Second
+	cfg.Fail, cfg.Reweight = nil, nil
+	if err := cfg.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	probes := makeProbes(&cfg)
+	for _, name := range scheduler.Names {
+		s, err := newSim(&cfg, name, slotsPerUnit(&cfg), probes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.run()
+		tm := s.res.SimTime
+		k := 0
+		allocs := testing.AllocsPerRun(500, func() {
+			f := &s.probes[k%len(s.probes)]
+			k++
+			before := s.res.Scheduled
+			s.arrive(f, 1, tm)
+			if s.res.Scheduled != before {
+				_, i := s.tree.min()
+				s.complete(i, s.srv[i].nextDone())
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per arrival and completion", name, allocs)
+		}
+	}
+}
+
+// BenchmarkSim measures the simulator itself: ns per simulated event.
+func BenchmarkSim(b *testing.B) {
+	for _, name := range []string{"wlc", "mh", "lblcr"} {
+		b.Run(name, func(b *testing.B) {
+			cfg := Config{Scheds: []string{name}, Capacities: []int32{1, 1, 2, 2, 4, 4, 8, 8}, Duration: 10 * time.Second, Seed: 1}
+			var events int64
+			for b.Loop() {
+				r, err := Run(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				events += r.Scheds[0].Events
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
+		})
+	}
+}
