@@ -43,7 +43,7 @@ exit status: 0 success, 1 the run or an output failed, 2 bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ulvsbench sched sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scheds := fs.String("scheds", strings.Join(scheduler.Names, ","), "comma-separated schedulers to compare")
+	scheds := fs.String("scheds", strings.Join(scheduler.Names, ","), "comma-separated schedulers to compare; NAME+FLAG adds an ipvsadm -b flag (mh+mh-port, sh+sh-port+sh-fallback)")
 	servers := fs.Int("servers", 0, "number of real servers (default: the number of --capacities, or 8)")
 	caps := fs.String("capacities", "", "comma-separated relative capacities, one per server (default 1,1,2,2,4,4,8,8; all 1 when only --servers is given)")
 	weights := fs.String("weights", "", "comma-separated weights, one per server, or \"slots\" for each server's slot count (what ovf's weight means) (default: the capacities)")

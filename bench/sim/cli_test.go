@@ -198,6 +198,8 @@ func TestMainBadFlags(t *testing.T) {
 	}{
 		{[]string{"--scheds", "wlc,foo"}, 2, `unknown scheduler "foo"`},
 		{[]string{"--scheds", ","}, 2, "--scheds is empty"},
+		{[]string{"--scheds", "wlc+sh-port"}, 2, `scheds: "wlc+sh-port"`},
+		{[]string{"--scheds", "mh+mh-bogus"}, 2, `unknown scheduler flag: "mh-bogus"`},
 		{[]string{"--capacities", "1,x"}, 2, `--capacities: item 2 "x" is not an integer`},
 		{[]string{"--capacities", "1,0"}, 2, "server 1 has capacity 0"},
 		{[]string{"--servers", "3", "--capacities", "1,2"}, 2, "--servers 3 but 2 capacities"},

@@ -121,9 +121,12 @@ type Reweight struct {
 // Config is one simulation. The zero value of a field means its default
 // where one is given.
 type Config struct {
-	Scheds     []string // default: all 14, scheduler.Names
-	Capacities []int32  // per server, relative; required (>= 1 each)
-	Weights    []int32  // per server; nil = Capacities
+	// Scheds are the schedulers to compare, each a name optionally
+	// followed by "+flag" items (ipvsadm -b names): "mh+mh-port",
+	// "sh+sh-fallback+sh-port". Default: all 14, scheduler.Names.
+	Scheds     []string
+	Capacities []int32 // per server, relative; required (>= 1 each)
+	Weights    []int32 // per server; nil = Capacities
 
 	Rate     float64       // new connections per second; default 2000
 	MeanLen  time.Duration // mean connection length at full speed; default 1s
@@ -160,6 +163,16 @@ func cfgErr(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 }
 
+// parseSched splits "name+flag+flag" into the scheduler name and its flags.
+func parseSched(s string) (string, scheduler.Flags, error) {
+	name, rest, ok := strings.Cut(s, "+")
+	if !ok {
+		return name, 0, nil
+	}
+	f, err := scheduler.ParseFlags(strings.Split(rest, "+"))
+	return name, f, err
+}
+
 // normalize fills in defaults and checks every field.
 func (c *Config) normalize() error {
 	if len(c.Scheds) == 0 {
@@ -167,8 +180,15 @@ func (c *Config) normalize() error {
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Scheds {
-		if _, err := scheduler.New(s, 0, scheduler.Options{}); err != nil {
-			return cfgErr("scheds: unknown scheduler %q (want some of %s)", s, strings.Join(scheduler.Names, ","))
+		name, flags, err := parseSched(s)
+		if err == nil {
+			_, err = scheduler.New(name, flags, scheduler.Options{})
+		}
+		if errors.Is(err, scheduler.ErrUnknownScheduler) {
+			return cfgErr("scheds: unknown scheduler %q (want some of %s)", name, strings.Join(scheduler.Names, ","))
+		}
+		if err != nil {
+			return cfgErr("scheds: %q: %v", s, err)
 		}
 		if seen[s] {
 			return cfgErr("scheds: %q listed twice", s)
@@ -681,7 +701,11 @@ func runOne(cfg *Config, name string, unit float64, probes []scheduler.Flow) (*S
 // newSim builds scheduler name's Pool with every server in it.
 func newSim(cfg *Config, name string, unit float64, probes []scheduler.Flow) (*sim, error) {
 	twos := rand.New(rand.NewPCG(cfg.Seed, streamTwos))
-	pool, err := scheduler.New(name, 0, scheduler.Options{MHTableIndex: cfg.MHTableIndex, Rand: twos.Uint32})
+	sched, flags, err := parseSched(name)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := scheduler.New(sched, flags, scheduler.Options{MHTableIndex: cfg.MHTableIndex, Rand: twos.Uint32})
 	if err != nil {
 		return nil, err
 	}

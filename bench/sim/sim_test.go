@@ -407,3 +407,36 @@ func BenchmarkSim(b *testing.B) {
 		})
 	}
 }
+
+// Scheduler flags apply: with mh-port, mh hashes the source port too, so
+// one client's connections spread over the servers instead of sticking to
+// one; with a single client, plain mh puts everything on one server.
+func TestSchedFlags(t *testing.T) {
+	cfg := Config{
+		Scheds:     []string{"mh", "mh+mh-port"},
+		Capacities: []int32{1, 1, 1, 1},
+		Clients:    1,
+		Rate:       200,
+		Duration:   20 * time.Second,
+		Seed:       2,
+	}
+	r, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := func(s *SchedResult) int {
+		n := 0
+		for _, sv := range s.Servers {
+			if sv.Scheduled > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if got := used(byName(t, r, "mh")); got != 1 {
+		t.Errorf("mh, one client: %d servers used, want 1", got)
+	}
+	if got := used(byName(t, r, "mh+mh-port")); got != 4 {
+		t.Errorf("mh+mh-port, one client: %d servers used, want 4", got)
+	}
+}
