@@ -58,6 +58,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 1, "PCG seed: same seed, same result")
 	clients := fs.Int("clients", 10000, "client source addresses (sh, mh hash them)")
 	dsts := fs.Int("dsts", 1000, "destination addresses (dh, lblc, lblcr hash them; 1 = a plain VIP)")
+	zipf := fs.Float64("zipf", 0, "client and destination popularity: 0 uniform, or a Zipf exponent > 1 (a few hot clients)")
 	probes := fs.Int("probes", 10000, "flow keys of the disruption probe")
 	fail := fs.String("fail", "", `server failure "SERVER:AT[:BACK]" (e.g. 4:100s:150s), or "none" (default: server N/2 at duration/3, back at duration/2)`)
 	failMode := fs.String("fail-mode", "delete", "delete (the server dies: its connections are reset) or quiesce (weight 0: they finish)")
@@ -95,7 +96,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cfg := Config{
 		Rate: *rate, MeanLen: *meanLen, Dist: *dist, Shape: *shape, Load: *load,
 		Duration: *duration, Sample: *sample, MaxEvents: *maxEvents, Seed: *seed,
-		Clients: *clients, Dsts: *dsts, Probes: *probes, Timing: *timing, Window: *window,
+		Clients: *clients, Dsts: *dsts, Zipf: *zipf, Probes: *probes, Timing: *timing, Window: *window,
 		MHTableIndex: *mhIndex,
 	}
 	// Zero means "default" in Config; on the command line it is an error.
@@ -278,8 +279,12 @@ func pct(v float64) string { return strconv.FormatFloat(100*v, 'f', 1, 64) }
 // WriteTable prints r as text tables.
 func WriteTable(w io.Writer, r *Result, perServer bool) error {
 	c := r.Config
-	fmt.Fprintf(w, "workload: %d servers, capacities %v, weights %v; %g conn/s, %s lengths (shape %g) mean %gs, load %g (%.1f slots per capacity unit); %gs simulated, seed %d; %d clients, %d destinations, %d probe keys\n",
-		len(c.Capacities), c.Capacities, c.Weights, c.Rate, c.Dist, c.Shape, c.MeanLen, c.Load, r.SlotsPerUnit, c.Duration, c.Seed, c.Clients, c.Dsts, c.Probes)
+	pop := "uniform"
+	if c.Zipf != 0 {
+		pop = fmt.Sprintf("Zipf %g", c.Zipf)
+	}
+	fmt.Fprintf(w, "workload: %d servers, capacities %v, weights %v; %g conn/s, %s lengths (shape %g) mean %gs, load %g (%.1f slots per capacity unit); %gs simulated, seed %d; %d clients, %d destinations (%s), %d probe keys\n",
+		len(c.Capacities), c.Capacities, c.Weights, c.Rate, c.Dist, c.Shape, c.MeanLen, c.Load, r.SlotsPerUnit, c.Duration, c.Seed, c.Clients, c.Dsts, pop, c.Probes)
 	if f := c.Fail; f != nil {
 		mode := "deleted (connections reset)"
 		if f.Quiesce {

@@ -218,6 +218,7 @@ func TestMainBadFlags(t *testing.T) {
 		{[]string{"--reweight", "7:1s"}, 2, "want SERVER:AT:WEIGHT"},
 		{[]string{"--reweight", "7:1s:-3"}, 2, "reweight: weight -3"},
 		{[]string{"--timing", "-1"}, 2, "--timing must be >= 0"},
+		{[]string{"--zipf", "0.5"}, 2, "zipf: 0.5"},
 		{[]string{"--mh-table-index", "3"}, 2, "mh-table-index: 3"},
 		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},

@@ -140,7 +140,11 @@ type Config struct {
 	Seed      uint64 // PCG seed
 	Clients   int    // client source addresses; default 10000
 	Dsts      int    // destination addresses; default 1000
-	Probes    int    // flow keys of the disruption probe; default 10000
+	// Zipf, when > 1, makes client and destination popularity follow
+	// Zipf's law with this exponent (address i drawn with weight
+	// 1/(1+i)^Zipf) instead of being uniform. The probe keys stay uniform.
+	Zipf   float64
+	Probes int // flow keys of the disruption probe; default 10000
 
 	Fail     *Fail     // nil: no failure
 	Reweight *Reweight // nil: no weight change
@@ -278,6 +282,9 @@ func (c *Config) normalize() error {
 	if c.Clients < 1 || c.Clients > MaxClients {
 		return cfgErr("clients: %d, want 1..%d", c.Clients, MaxClients)
 	}
+	if c.Zipf != 0 && !(c.Zipf > 1 && c.Zipf <= 10) {
+		return cfgErr("zipf: %g, want 0 (uniform) or an exponent in (1, 10]", c.Zipf)
+	}
 	if c.Dsts < 1 || c.Dsts > MaxDsts {
 		return cfgErr("dsts: %d, want 1..%d", c.Dsts, MaxDsts)
 	}
@@ -368,6 +375,7 @@ type ConfigOut struct {
 	Seed       uint64    `json:"seed"`
 	Clients    int       `json:"clients"`
 	Dsts       int       `json:"dsts"`
+	Zipf       float64   `json:"zipf,omitempty"`
 	Probes     int       `json:"probes"`
 	Fail       *Fail     `json:"fail,omitempty"`
 	Reweight   *Reweight `json:"reweight,omitempty"`
@@ -616,7 +624,7 @@ func (c *Config) out() ConfigOut {
 		Scheds: c.Scheds, Capacities: c.Capacities, Weights: c.Weights,
 		Rate: c.Rate, MeanLen: c.MeanLen.Seconds(), Dist: c.Dist, Shape: c.Shape,
 		Load: c.Load, Duration: c.Duration.Seconds(), Sample: c.Sample.Seconds(),
-		MaxEvents: c.MaxEvents, Seed: c.Seed, Clients: c.Clients, Dsts: c.Dsts,
+		MaxEvents: c.MaxEvents, Seed: c.Seed, Clients: c.Clients, Dsts: c.Dsts, Zipf: c.Zipf,
 		Probes: c.Probes, Fail: c.Fail, Reweight: c.Reweight, Timing: c.Timing, Window: c.Window,
 	}
 }
@@ -634,11 +642,33 @@ const (
 	serverBase = 192<<24 | 168<<16
 )
 
-// flowGen draws flows: client, source port, destination.
-func drawFlow(r *rand.Rand, clients, dsts int) scheduler.Flow {
+// picker draws address indexes: uniform over n, or Zipf-distributed.
+type picker struct {
+	r *rand.Rand
+	n int
+	z *rand.Zipf // nil: uniform
+}
+
+func newPicker(r *rand.Rand, n int, zipf float64) picker {
+	p := picker{r: r, n: n}
+	if zipf > 1 && n > 1 {
+		p.z = rand.NewZipf(r, zipf, 1, uint64(n-1))
+	}
+	return p
+}
+
+func (p picker) draw() int {
+	if p.z != nil {
+		return int(p.z.Uint64())
+	}
+	return p.r.IntN(p.n)
+}
+
+// drawFlow draws a flow: client, source port, destination.
+func drawFlow(r *rand.Rand, clients, dsts picker) scheduler.Flow {
 	return scheduler.Flow{
-		Src:     addr4(clientBase, r.IntN(clients)),
-		Dst:     addr4(dstBase, r.IntN(dsts)),
+		Src:     addr4(clientBase, clients.draw()),
+		Dst:     addr4(dstBase, dsts.draw()),
 		SrcPort: uint16(1024 + r.IntN(65536-1024)),
 		DstPort: 80,
 		Proto:   6,
@@ -649,7 +679,7 @@ func makeProbes(c *Config) []scheduler.Flow {
 	r := rand.New(rand.NewPCG(c.Seed, streamProbe))
 	out := make([]scheduler.Flow, c.Probes)
 	for i := range out {
-		out[i] = drawFlow(r, c.Clients, c.Dsts)
+		out[i] = drawFlow(r, newPicker(r, c.Clients, 0), newPicker(r, c.Dsts, 0))
 	}
 	return out
 }
@@ -736,6 +766,7 @@ type ctlEvent struct {
 func (s *sim) run() {
 	cfg := s.cfg
 	work := rand.New(rand.NewPCG(cfg.Seed, streamWork))
+	clients, dsts := newPicker(work, cfg.Clients, cfg.Zipf), newPicker(work, cfg.Dsts, cfg.Zipf)
 	mean := cfg.MeanLen.Seconds()
 	end := cfg.Duration.Seconds()
 	sample := cfg.Sample.Seconds()
@@ -794,7 +825,7 @@ func (s *sim) run() {
 			s.complete(si, t)
 		default:
 			size := drawLen(work, cfg, mean)
-			f := drawFlow(work, cfg.Clients, cfg.Dsts)
+			f := drawFlow(work, clients, dsts)
 			s.arrive(&f, size, t)
 			nextArr = t + work.ExpFloat64()/cfg.Rate
 		}

@@ -440,3 +440,29 @@ func TestSchedFlags(t *testing.T) {
 		t.Errorf("mh+mh-port, one client: %d servers used, want 4", got)
 	}
 }
+
+// With Zipf-popular clients, a source hash (sh, mh) pins the hot clients'
+// load on their servers, while wlc still balances by load.
+func TestZipfClients(t *testing.T) {
+	cfg := small()
+	cfg.Scheds = []string{"mh", "wlc"}
+	cfg.Fail, cfg.Reweight = nil, nil
+	cfg.Capacities = []int32{1, 1, 1, 1, 1, 1, 1, 1}
+	cfg.Dist = Lognormal
+	uniform, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Zipf = 1.2
+	skewed, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mhU, mhZ := byName(t, uniform, "mh"), byName(t, skewed, "mh")
+	if mhZ.Jain > mhU.Jain-0.1 || mhZ.MaxMeanLoad < 1 {
+		t.Errorf("mh: Jain %v (uniform %v), max mean load %v: want hot clients to overload a server", mhZ.Jain, mhU.Jain, mhZ.MaxMeanLoad)
+	}
+	if w := byName(t, skewed, "wlc"); w.Jain < 0.95 {
+		t.Errorf("wlc with Zipf clients: Jain %v, want > 0.95", w.Jain)
+	}
+}
