@@ -1,9 +1,10 @@
 // Command ulvsbench runs the ulvs benchmarks. Subcommands:
 //
 //	ulvsbench sched replay --sched NAME [--flags f1,f2] --trace FILE
+//	ulvsbench sched sim [--scheds rr,wlc,...] [--capacities 1,2,4] [--json] [--svg DIR]
 //
-// Later subcommands (sched sim, dataplane) join here; the logic lives in
-// package bench/....
+// Later subcommands (dataplane) join here; the logic lives in package
+// bench/....
 package main
 
 import (
@@ -11,12 +12,16 @@ import (
 	"os"
 
 	"github.com/ulvs/ulvs/bench/sched"
+	"github.com/ulvs/ulvs/bench/sim"
 )
 
 const usage = `usage: ulvsbench COMMAND [ARGS]
 
 commands:
   sched replay   replay a trace of pool and connection events through one scheduler
+  sched sim      simulate a synthetic workload through a set of schedulers and compare them
+
+'ulvsbench sched sim --help' lists the simulator's flags.
 `
 
 func main() {
@@ -30,6 +35,9 @@ func run(args []string) int {
 	}
 	switch args[0] {
 	case "sched":
+		if len(args) > 1 && args[1] == "sim" {
+			return sim.Main(args[2:], os.Stdout, os.Stderr)
+		}
 		return sched.Main(args[1:], os.Stdin, os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
