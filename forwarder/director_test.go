@@ -454,3 +454,65 @@ func TestNATLearnsOnLinkClientMAC(t *testing.T) {
 	default:
 	}
 }
+
+// TestTunnelFragNeededReachesClient: a router between the director and a
+// TUN real server says the IP-in-IP packet is too big; the client is told
+// the tunnel's MTU (reported MTU - 20), from the VIP, so it lowers its MSS.
+func TestTunnelFragNeededReachesClient(t *testing.T) {
+	l := newLab(t)
+	l.addService("rr", conntrack.MethodTunnel, 1)
+	syn := tcpFrame(t, macClient, macPub, netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, 80), "S", []byte("hello"))
+	out := l.feed(engine.Public, syn)
+	if len(out) != 1 {
+		t.Fatalf("SYN not tunnelled: drops %v", nonZero(l.d.Drops()))
+	}
+	tunnelled := out[0].frame[14:] // outer IPv4 + inner packet
+	quote := tunnelled[:20+20+8]
+	router := netip.MustParseAddr("10.0.1.254")
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 1, 0xfe}, DstMAC: net.HardwareAddr(macPriv[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: router.AsSlice(), DstIP: net.IP{10, 0, 1, 1}}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1400}
+	b := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(b, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload(quote)); err != nil {
+		t.Fatal(err)
+	}
+	out = l.feed(engine.Private, b.Bytes())
+	if len(out) != 1 {
+		t.Fatalf("%d frames, drops %v", len(out), nonZero(l.d.Drops()))
+	}
+	pk := gopacket.NewPacket(out[0].frame, layers.LayerTypeEthernet, gopacket.Default)
+	oip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	oicmp, _ := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if oip == nil || oicmp == nil || oicmp.TypeCode != layers.CreateICMPv4TypeCode(3, 4) {
+		t.Fatalf("want frag-needed to the client, got %v", pk)
+	}
+	if !oip.SrcIP.Equal(vip.AsSlice()) || !oip.DstIP.Equal(client.AsSlice()) || out[0].iface != engine.Public {
+		t.Fatalf("frag-needed %v -> %v on %v", oip.SrcIP, oip.DstIP, out[0].iface)
+	}
+	if oicmp.Seq != 1380 {
+		t.Fatalf("MTU told to the client %d, want 1400-20", oicmp.Seq)
+	}
+}
+
+// TestDRTooBigForEgress: a DF packet larger than the egress MTU is answered
+// with frag-needed carrying that MTU, and not forwarded.
+func TestDRTooBigForEgress(t *testing.T) {
+	l := newLab(t)
+	l.addService("rr", conntrack.MethodRoute, 1)
+	l.d.cfg.Ifaces[1].MTU = 1000
+	syn := tcpFrame(t, macClient, macPub, netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, 80), "S", nil)
+	l.feed(engine.Public, syn)
+	big := tcpFrame(t, macClient, macPub, netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, 80), "A", make([]byte, 1200))
+	out := l.feed(engine.Public, big)
+	if len(out) != 1 {
+		t.Fatalf("%d frames, drops %v", len(out), nonZero(l.d.Drops()))
+	}
+	pk := gopacket.NewPacket(out[0].frame, layers.LayerTypeEthernet, gopacket.Default)
+	icmp, _ := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if icmp == nil || icmp.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || icmp.Seq != 1000 {
+		t.Fatalf("want frag-needed with MTU 1000, got %v", pk)
+	}
+	if l.d.Drops()["too_big"] != 1 {
+		t.Fatalf("drops %v", nonZero(l.d.Drops()))
+	}
+}

@@ -46,6 +46,10 @@ const (
 	// DropNoTunnelSource: TUN forwarding needs an address of the outgoing
 	// interface's family to use as the outer source.
 	DropNoTunnelSource
+	// DropAnswered: not forwarded because the director answered it itself
+	// (ARP and NDP for a VIP, an ICMP error about a tunnel packet relayed
+	// to the client). Counted, but not a failure.
+	DropAnswered
 
 	numDrops
 )
@@ -64,6 +68,7 @@ var directorDropNames = [...]string{
 	DropICMPRateLimited - Drop(pkt.NumDrops):  "icmp_rate_limited",
 	DropTxFailed - Drop(pkt.NumDrops):         "tx_failed",
 	DropNoTunnelSource - Drop(pkt.NumDrops):   "no_tunnel_source",
+	DropAnswered - Drop(pkt.NumDrops):         "answered",
 }
 
 // String returns the counter name of the reason.

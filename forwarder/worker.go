@@ -24,12 +24,13 @@ type worker struct {
 	tx   []engine.Packet // what to send this round: rx and aux slots
 	nAux int
 
-	p    pkt.Packet
-	c    conntrack.Conn
-	flow scheduler.Flow
-	tun  pkt.Tunnel
-	ipid uint16
-	now  int64
+	p      pkt.Packet
+	quoted pkt.Packet // the client packet quoted by an ICMP error about a tunnel packet
+	c      conntrack.Conn
+	flow   scheduler.Flow
+	tun    pkt.Tunnel
+	ipid   uint16
+	now    int64
 
 	// ICMP rate limit: a token bucket refilled once per second.
 	icmpTokens int
@@ -211,30 +212,42 @@ func (w *worker) forward(bp *engine.Packet, buf []byte) Drop {
 	p, c := &w.p, &w.c
 	var pd pkt.Drop
 	switch c.Method {
-	case conntrack.MethodMasq:
-		if p.Flags&pkt.FlagICMPError == 0 {
+	case conntrack.MethodMasq, conntrack.MethodRoute:
+		ifi, mac := 0, [6]byte{}
+		if !w.d.cfg.L3 {
+			var d Drop
+			if ifi, mac, d = w.resolve(&c.DAddr); d != 0 {
+				return d
+			}
+			// The egress MTU rule of IPVS, checked before any rewrite so that
+			// the answer quotes the packet as the client sent it.
+			switch pd = pkt.CheckMTU(p, w.d.cfg.Ifaces[ifi].MTU); pd {
+			case pkt.DropNone:
+			case pkt.DropTooBig:
+				w.sendTooBig(buf, w.d.cfg.Ifaces[ifi].MTU)
+				return Drop(pd)
+			default:
+				return Drop(pd)
+			}
+		}
+		switch {
+		case c.Method == conntrack.MethodRoute && w.d.cfg.L3:
+			return Drop(pkt.DropNoL2Header)
+		case c.Method == conntrack.MethodRoute:
+			pd = pkt.DR(buf, p, mac, w.d.cfg.Ifaces[ifi].MAC)
+		case p.Flags&pkt.FlagICMPError == 0:
 			pd = pkt.NATIn(buf, p, c.DAddr, c.DPort)
-		} else {
+		default: // an ICMP error already translated by ICMPNATIn
 			pd = pkt.DecTTL(buf, p)
 		}
 		if pd != pkt.DropNone {
 			return w.rewriteFailed(buf, pd)
 		}
 		bp.Off, bp.Len = p.Start(), p.End-p.Start()
-		return w.toL2(bp, buf, &c.DAddr)
-	case conntrack.MethodRoute:
-		if w.d.cfg.L3 {
-			return Drop(pkt.DropNoL2Header)
-		}
-		ifi, mac, d := w.resolve(&c.DAddr)
-		if d != 0 {
-			return d
-		}
-		if pd = pkt.DR(buf, p, mac, w.d.cfg.Ifaces[ifi].MAC); pd != pkt.DropNone {
-			return w.rewriteFailed(buf, pd)
-		}
 		bp.Iface = engine.Iface(ifi)
-		bp.Off, bp.Len = p.Start(), p.End-p.Start()
+		if !w.d.cfg.L3 && c.Method == conntrack.MethodMasq {
+			pkt.SetMACs(buf, bp.Off, mac, w.d.cfg.Ifaces[ifi].MAC)
+		}
 		return 0
 	case conntrack.MethodTunnel:
 		ifi := 0
@@ -303,6 +316,9 @@ func (w *worker) countOut(n int) {
 func (w *worker) icmpError(bp *engine.Packet, buf []byte, tab *svcTable) Drop {
 	p := &w.p
 	in := &p.Inner
+	if in.Proto == pkt.ProtoIPIP || in.Proto == pkt.ProtoIPv6 {
+		return w.tunnelError(buf)
+	}
 	if p.Flags&pkt.FlagInnerPorts == 0 {
 		return DropICMPNoConnection
 	}
@@ -330,6 +346,49 @@ func (w *worker) icmpError(bp *engine.Packet, buf []byte, tab *svcTable) Drop {
 	}
 	bp.Off, bp.Len = p.Start(), p.End-p.Start()
 	return w.toL2(bp, buf, &w.c.CAddr)
+}
+
+// tunnelError handles an ICMP error about one of the director's own
+// IP-in-IP packets, as IPVS does: a frag-needed (packet-too-big) is answered
+// to the client with the tunnel's MTU when the client's packet had DF (or is
+// IPv6), so the client lowers its segment size; other errors are relayed to
+// the client with the same type and code. The error itself goes no further.
+func (w *worker) tunnelError(buf []byte) Drop {
+	p, q := &w.p, &w.quoted
+	if pd := pkt.ParseTunnelError(buf, p, q); pd != pkt.DropNone {
+		return Drop(pd)
+	}
+	w.setFlow(q.Proto, &q.Src, &q.Dst, q.SrcPort, q.DstPort)
+	if !w.d.ct.LookupIn(&w.flow, &w.c) || w.c.Method != conntrack.MethodTunnel {
+		return DropICMPNoConnection
+	}
+	outer4 := p.Version == 4
+	tooBig := (outer4 && p.ICMPType == pkt.ICMPDestUnreach && p.ICMPCode == 4) ||
+		(!outer4 && p.ICMPType == pkt.ICMPv6PacketTooBig)
+	switch {
+	case tooBig:
+		hdr := 40
+		mtu := int(p.ICMPInfo)
+		if outer4 {
+			hdr, mtu = 20, int(p.ICMPInfo&0xffff)
+		}
+		if mtu -= hdr; mtu <= 88 {
+			return DropICMPNoConnection // a bogus MTU: IPVS ignores it too
+		}
+		if q.Version == 4 && q.Flags&pkt.FlagDF == 0 {
+			return DropAnswered // the client lets routers fragment; nothing to tell
+		}
+		typ, code := uint8(pkt.ICMPDestUnreach), uint8(4)
+		if q.Version == 6 {
+			typ, code = pkt.ICMPv6PacketTooBig, 0
+		}
+		w.sendICMPAbout(buf, q, q.Dst, typ, code, uint32(mtu))
+	case (q.Version == 4) == outer4:
+		w.sendICMPAbout(buf, q, q.Dst, p.ICMPType, p.ICMPCode, p.ICMPInfo)
+	default:
+		return DropICMPNoConnection // no type mapping between ICMP and ICMPv6
+	}
+	return DropAnswered
 }
 
 // toL2 routes the frame bp (already rewritten, Off and Len set) to dst: it

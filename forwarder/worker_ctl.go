@@ -30,8 +30,7 @@ func (w *worker) arp(bp *engine.Packet, buf []byte) Drop {
 		out.Len, out.Iface = n, bp.Iface
 		w.tx = append(w.tx, *out)
 		bump(&w.st.arpReplies, 1)
-		// The request itself is not forwarded anywhere.
-		return DropNotOurs
+		return DropAnswered
 	}
 	return DropNotOurs
 }
@@ -65,7 +64,7 @@ func (w *worker) ndp(bp *engine.Packet, buf []byte, tab *svcTable) Drop {
 	out.Len, out.Iface = n, bp.Iface
 	w.tx = append(w.tx, *out)
 	bump(&w.st.ndpReplies, 1)
-	return DropNotOurs
+	return DropAnswered
 }
 
 type icmpKind uint8
@@ -131,8 +130,15 @@ func (w *worker) sendTooBig(buf []byte, mtu int) {
 }
 
 func (w *worker) sendICMP(buf []byte, typ, code uint8, info uint32) {
-	src, ok := w.icmpSource()
-	if !ok || !w.icmpAllowed() {
+	if src, ok := w.icmpSource(); ok {
+		w.sendICMPAbout(buf, &w.p, src, typ, code, info)
+	}
+}
+
+// sendICMPAbout sends an ICMP error about the packet q (parsed from buf)
+// from src to q's source.
+func (w *worker) sendICMPAbout(buf []byte, q *pkt.Packet, src [16]byte, typ, code uint8, info uint32) {
+	if !w.icmpAllowed() {
 		return
 	}
 	out := w.auxSlot()
@@ -143,16 +149,16 @@ func (w *worker) sendICMP(buf []byte, typ, code uint8, info uint32) {
 	if !w.d.cfg.L3 {
 		l2 = pkt.EthernetLen
 	}
-	n, pd := pkt.BuildICMPError(out.Buf[out.Off+l2:], buf, &w.p, src, typ, code, info)
+	n, pd := pkt.BuildICMPError(out.Buf[out.Off+l2:], buf, q, src, typ, code, info)
 	if pd != pkt.DropNone {
 		w.nAux--
 		return
 	}
 	out.Len = l2 + n
-	var dst [16]byte = w.p.Src
+	dst := q.Src
 	if !w.d.cfg.L3 {
 		et := uint16(pkt.EtherTypeIPv4)
-		if w.p.Version == 6 {
+		if q.Version == 6 {
 			et = pkt.EtherTypeIPv6
 		}
 		out.Buf[out.Off+12], out.Buf[out.Off+13] = byte(et>>8), byte(et)
