@@ -210,7 +210,12 @@ func (e *Encoder) Add(c *Conn) bool {
 func AppendEntry(b []byte, c *Conn) []byte {
 	n := EntryLen(c)
 	off := len(b)
-	b = append(b, make([]byte, n)...) // no allocation when cap suffices
+	if cap(b)-off < n {
+		b = append(b, make([]byte, n)...)
+	} else {
+		b = b[:off+n]
+		clear(b[off:])
+	}
 	e := b[off:]
 	if c.IPv6 {
 		e[0] = 1
