@@ -1,0 +1,426 @@
+package failover
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/ulvs/ulvs/failover/ctlmsg"
+	"github.com/ulvs/ulvs/failover/garp"
+	"github.com/ulvs/ulvs/failover/vrrp"
+)
+
+// Director is what the failover node drives; the daemon implements it.
+type Director interface {
+	// BecomeActive starts answering ARP/NDP for the VIPs and forwarding and
+	// adds the NAT router addresses. The node sends the gratuitous ARP/NA
+	// burst itself right after (Config.Announce).
+	BecomeActive(reason string)
+	// BecomeBackup stops answering ARP and forwarding at once and removes
+	// the NAT router addresses. It must not block for long.
+	BecomeBackup(reason string)
+}
+
+// BulkSender streams the whole connection table to the backup at to (its
+// address on the sync network) and returns the number of entries sent; see
+// connsync.SendBulk. Called on its own goroutine.
+type BulkSender func(ctx context.Context, to netip.Addr) (int, error)
+
+// Network is one heartbeat network.
+type Network struct {
+	Interface string
+	// Peer is the peer director's address on this network: adverts are
+	// accepted only from it, and control messages go to it.
+	Peer netip.Addr
+	// Local is our address here (the VRRP primary address); the interface's
+	// first address of Peer's family when invalid.
+	Local netip.Addr
+}
+
+// DefaultControlPort is the UDP port of the authenticated control messages.
+const DefaultControlPort = 8849
+
+// Config configures a Node. Its fields mirror the [failover] section.
+type Config struct {
+	VRID         uint8
+	Priority     uint8
+	Interval     time.Duration
+	Networks     []Network
+	VIPs         []netip.Addr // listed in every advert and announced at takeover
+	Unicast      bool         // send adverts to the peers instead of the group
+	Preempt      bool
+	PreemptDelay time.Duration
+	Secret       []byte
+	RequireSync  bool // failback waits for a bulk copy (sync = true)
+	ControlPort  int  // DefaultControlPort when 0
+	// Announce sends the gratuitous ARP / unsolicited NA burst on every
+	// heartbeat interface at takeover: GARPCount rounds over GARPPeriod.
+	Announce   bool
+	GARPCount  int
+	GARPPeriod time.Duration
+	// AnnounceInterfaces overrides where the burst goes (default: the
+	// heartbeat interfaces).
+	AnnounceInterfaces []string
+}
+
+// Node runs the state machine over real sockets: VRRPv3 on raw sockets on
+// every heartbeat network, the control messages over UDP, the announcement
+// bursts on AF_PACKET.
+type Node struct {
+	cfg   Config
+	dir   Director
+	log   zerolog.Logger
+	bulk  BulkSender
+	m     *Machine
+	state atomic.Uint32
+
+	adv   []*vrrp.Conn
+	ctl   []*net.UDPConn
+	ann   []*garp.Announcer
+	evs   chan Event
+	bulkc chan bulkDone
+
+	annCancel context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+type bulkDone struct {
+	net int
+	to  netip.Addr
+	n   int
+	err error
+}
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("failover: bad configuration")
+
+// NewNode checks cfg and returns a node; Open then Run start it.
+func NewNode(cfg Config, dir Director, bulk BulkSender, log zerolog.Logger) (*Node, error) {
+	if len(cfg.Networks) == 0 {
+		return nil, fmt.Errorf("%w: no heartbeat interfaces", ErrConfig)
+	}
+	for i, n := range cfg.Networks {
+		if n.Interface == "" {
+			return nil, fmt.Errorf("%w: network %d has no interface", ErrConfig, i)
+		}
+		if !n.Peer.IsValid() {
+			return nil, fmt.Errorf("%w: interface %s has no peer address", ErrConfig, n.Interface)
+		}
+	}
+	if cfg.ControlPort == 0 {
+		cfg.ControlPort = DefaultControlPort
+	}
+	return &Node{cfg: cfg, dir: dir, bulk: bulk, log: log, evs: make(chan Event, 64), bulkc: make(chan bulkDone, 4)}, nil
+}
+
+func cryptoRand() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		panic("failover: crypto/rand failed: " + err.Error()) // never on Linux
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// Open opens every socket (in the calling thread's network namespace) and
+// builds the state machine.
+func (n *Node) Open() (err error) {
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+	var local []netip.Addr
+	for i, nw := range n.cfg.Networks {
+		c, err := vrrp.Listen(vrrp.Config{
+			Interface: nw.Interface, IPv6: nw.Peer.Is6() && !nw.Peer.Is4In6(), Src: nw.Local,
+			Peers: []netip.Addr{nw.Peer}, Unicast: n.cfg.Unicast, VRID: n.cfg.VRID,
+		})
+		if err != nil {
+			return err
+		}
+		n.adv = append(n.adv, c)
+		local = append(local, c.Src())
+		uc, err := listenControl(nw.Interface, c.Src(), n.cfg.ControlPort)
+		if err != nil {
+			return fmt.Errorf("failover: control socket on network %d (%s): %w", i, nw.Interface, err)
+		}
+		n.ctl = append(n.ctl, uc)
+	}
+	if n.cfg.Announce {
+		ifs := n.cfg.AnnounceInterfaces
+		if len(ifs) == 0 {
+			for _, nw := range n.cfg.Networks {
+				ifs = append(ifs, nw.Interface)
+			}
+		}
+		for _, name := range ifs {
+			a, err := garp.NewAnnouncer(name)
+			if err != nil {
+				return err
+			}
+			n.ann = append(n.ann, a)
+		}
+	}
+	n.m, err = NewMachine(MachineConfig{
+		VRID: n.cfg.VRID, Priority: n.cfg.Priority, Interval: n.cfg.Interval, Local: local,
+		Preempt: n.cfg.Preempt, PreemptDelay: n.cfg.PreemptDelay, Secret: n.cfg.Secret,
+		RequireSync: n.cfg.RequireSync,
+	}, cryptoRand)
+	return err
+}
+
+func listenControl(ifname string, local netip.Addr, port int) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	network := "udp4"
+	if local.Is6() {
+		network = "udp6"
+	}
+	pc, err := lc.ListenPacket(context.Background(), network, netip.AddrPortFrom(local, uint16(port)).String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+func (n *Node) closeAll() {
+	for _, c := range n.adv {
+		c.Close()
+	}
+	for _, c := range n.ctl {
+		c.Close()
+	}
+	for _, a := range n.ann {
+		a.Close()
+	}
+}
+
+// State is the current role (safe for concurrent use).
+func (n *Node) State() State { return State(n.state.Load()) }
+
+// Run runs the node until ctx ends, then shuts down gracefully (a
+// priority-0 advert so that the backup takes over at once) and closes the
+// sockets. Open must have succeeded.
+func (n *Node) Run(ctx context.Context) error {
+	if n.m == nil {
+		return errors.New("failover: Run before Open")
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		n.closeAll()
+		n.wg.Wait()
+	}()
+	for i := range n.adv {
+		n.wg.Add(2)
+		go n.readAdverts(rctx, i)
+		go n.readControl(rctx, i)
+	}
+	n.apply(n.m.Step(time.Now(), Event{Kind: EvStart}))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if d := n.m.Deadline(); !d.IsZero() {
+			timer.Reset(time.Until(d))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			n.apply(n.m.Step(time.Now(), Event{Kind: EvShutdown}))
+			if n.annCancel != nil {
+				n.annCancel()
+			}
+			return nil
+		case ev := <-n.evs:
+			n.apply(n.m.Step(time.Now(), ev))
+		case b := <-n.bulkc:
+			if b.err != nil {
+				n.log.Warn().Err(b.err).Stringer("to", b.to).Msg("failover: bulk sync failed")
+				continue
+			}
+			msg := n.m.SealBulkDone(time.Now(), uint32(b.n))
+			n.sendControl(b.net, b.to, msg)
+			n.log.Info().Stringer("to", b.to).Int("entries", b.n).Msg("failover: bulk sync sent")
+		case <-timer.C:
+			n.apply(n.m.Step(time.Now(), Event{Kind: EvTick}))
+		}
+	}
+}
+
+func (n *Node) readAdverts(ctx context.Context, i int) {
+	defer n.wg.Done()
+	a := vrrp.Advert{Addrs: make([]netip.Addr, 0, 16)}
+	var drops [vrrp.NumReasons]uint64
+	for {
+		from, r, err := n.adv[i].Recv(&a)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Error().Err(err).Int("network", i).Msg("failover: advert socket failed")
+			}
+			return
+		}
+		if r != vrrp.OK {
+			drops[r]++
+			if drops[r]&(drops[r]-1) == 0 { // log at 1, 2, 4, 8... (rate limit)
+				n.log.Debug().Stringer("reason", r).Stringer("from", from).Uint64("count", drops[r]).Msg("failover: advert dropped")
+			}
+			continue
+		}
+		select {
+		case n.evs <- Event{Kind: EvAdvert, Net: i, From: from, Priority: a.Priority, IntervalCS: a.Interval}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (n *Node) readControl(ctx context.Context, i int) {
+	defer n.wg.Done()
+	buf := make([]byte, 512)
+	peer := n.cfg.Networks[i].Peer.Unmap()
+	for {
+		k, from, err := n.ctl[i].ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Error().Err(err).Int("network", i).Msg("failover: control socket failed")
+			}
+			return
+		}
+		if from.Addr().Unmap() != peer {
+			continue // only the configured peer
+		}
+		select {
+		case n.evs <- Event{Kind: EvControl, Net: i, From: from.Addr().Unmap(), Data: append([]byte(nil), buf[:k]...)}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (n *Node) sendControl(net int, to netip.Addr, msg []byte) {
+	if net < 0 || net >= len(n.ctl) {
+		return
+	}
+	dst := netip.AddrPortFrom(to, uint16(n.cfg.ControlPort))
+	if _, err := n.ctl[net].WriteToUDPAddrPort(msg, dst); err != nil {
+		n.log.Debug().Err(err).Stringer("to", dst).Msg("failover: control send failed")
+	}
+}
+
+func (n *Node) advert(prio uint8) {
+	a := vrrp.Advert{VRID: n.cfg.VRID, Priority: prio, Interval: uint16(n.cfg.Interval / (10 * time.Millisecond)), Addrs: n.cfg.VIPs}
+	for i, c := range n.adv {
+		// Each network carries the VIPs of its family only.
+		v6 := n.cfg.Networks[i].Peer.Is6() && !n.cfg.Networks[i].Peer.Is4In6()
+		a.Addrs = a.Addrs[:0:0]
+		for _, v := range n.cfg.VIPs {
+			if (v.Is6() && !v.Is4In6()) == v6 {
+				a.Addrs = append(a.Addrs, v)
+			}
+		}
+		if err := c.Send(&a); err != nil {
+			n.log.Debug().Err(err).Int("network", i).Msg("failover: advert send failed")
+		}
+	}
+}
+
+func (n *Node) apply(acts []Action) {
+	for _, a := range acts {
+		switch a.Kind {
+		case ActAdvert:
+			n.advert(a.Priority)
+		case ActBecomeMaster:
+			n.state.Store(uint32(StateMaster))
+			n.log.Warn().Str("reason", a.Reason).Msg("failover: becoming active")
+			if n.dir != nil {
+				n.dir.BecomeActive(a.Reason)
+			}
+			n.announce()
+		case ActBecomeBackup:
+			if n.annCancel != nil {
+				n.annCancel()
+				n.annCancel = nil
+			}
+			n.state.Store(uint32(n.m.State()))
+			n.log.Warn().Str("reason", a.Reason).Msg("failover: becoming backup")
+			if n.dir != nil {
+				n.dir.BecomeBackup(a.Reason)
+			}
+		case ActControl:
+			if a.From.IsValid() {
+				n.sendControl(a.Net, a.From, a.Data)
+				continue
+			}
+			for i, nw := range n.cfg.Networks {
+				n.sendControl(i, nw.Peer, a.Data)
+			}
+		case ActStartBulk:
+			if n.bulk == nil {
+				n.log.Warn().Stringer("from", a.From).Msg("failover: sync requested but sync is off here")
+				continue
+			}
+			n.wg.Add(1)
+			go func(netw int, to netip.Addr) {
+				defer n.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				k, err := n.bulk(ctx, to)
+				n.bulkc <- bulkDone{net: netw, to: to, n: k, err: err}
+			}(a.Net, a.From)
+		case ActNetworkDown:
+			n.log.Error().Int("network", a.Net).Str("interface", n.cfg.Networks[a.Net].Interface).Str("reason", a.Reason).Msg("failover: heartbeat network down (peer still heard on another network; no failover)")
+		case ActNetworkUp:
+			n.log.Warn().Int("network", a.Net).Str("interface", n.cfg.Networks[a.Net].Interface).Msg("failover: heartbeat network up again")
+		case ActReject:
+			if errors.Is(a.Err, ctlmsg.ErrReplayed) {
+				// The same message arrives once per network: expected.
+				n.log.Debug().Err(a.Err).Stringer("from", a.From).Int("network", a.Net).Msg("failover: duplicate control message")
+				continue
+			}
+			n.log.Warn().Err(a.Err).Stringer("from", a.From).Int("network", a.Net).Msg("failover: control message rejected")
+		}
+	}
+}
+
+func (n *Node) announce() {
+	if len(n.ann) == 0 || len(n.cfg.VIPs) == 0 {
+		return
+	}
+	if n.annCancel != nil {
+		n.annCancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.annCancel = cancel
+	for _, a := range n.ann {
+		n.wg.Add(1)
+		go func(a *garp.Announcer) {
+			defer n.wg.Done()
+			period := n.cfg.GARPPeriod
+			if period == 0 {
+				period = garp.DefaultPeriod
+			}
+			if err := a.Announce(ctx, n.cfg.VIPs, n.cfg.GARPCount, period); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Warn().Err(err).Str("interface", a.Interface()).Msg("failover: announcement burst failed")
+			}
+		}(a)
+	}
+}
