@@ -17,11 +17,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ulvs/ulvs/failover/connsync"
 )
 
 // Root tests: real raw sockets between network namespaces created here,
@@ -203,12 +206,38 @@ type helperConfig struct {
 	DelayMS    int      `json:"delay_ms"`
 	Unicast    bool     `json:"unicast"`
 	Secret     string   `json:"secret"`
+	// Connection sync: the node requires a bulk copy before failback, serves
+	// a fake table of Table entries after BulkDelayMS, and counts what it
+	// receives on the sync interface (the last heartbeat interface).
+	Sync        bool `json:"sync"`
+	Table       int  `json:"table"`
+	BulkDelayMS int  `json:"bulk_delay_ms"`
 }
 
-type printDirector struct{}
+type printDirector struct{ synced *atomic.Int64 }
 
-func (printDirector) BecomeActive(r string) { fmt.Printf("ROLE active %s\n", r) }
+func (d printDirector) BecomeActive(r string) {
+	fmt.Printf("SYNCCOUNT %d\n", d.synced.Load())
+	fmt.Printf("ROLE active %s\n", r)
+}
 func (printDirector) BecomeBackup(r string) { fmt.Printf("ROLE backup %s\n", r) }
+
+type countingSink struct{ n *atomic.Int64 }
+
+func (s countingSink) SyncConn(*connsync.Conn) { s.n.Add(1) }
+
+type fakeTable int
+
+func (n fakeTable) RangeConns(fn func(*connsync.Conn) bool) {
+	c := connsync.Conn{Protocol: connsync.ProtoTCP, State: connsync.TCPEstablished, VPort: 80, DPort: 80, Timeout: 900,
+		CAddr: netip.MustParseAddr("192.0.2.1"), VAddr: netip.MustParseAddr("10.0.0.100"), DAddr: netip.MustParseAddr("10.0.1.10")}
+	for i := 0; i < int(n); i++ {
+		c.CPort = uint16(1024 + i)
+		if !fn(&c) {
+			return
+		}
+	}
+}
 
 // TestHelperNode is not a test: it is the body of the director processes
 // the namespace tests start (re-executing this test binary). Without the
@@ -234,7 +263,32 @@ func TestHelperNode(t *testing.T) {
 	}
 	zerolog.TimeFieldFormat = "15:04:05.000000"
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
-	n, err := NewNode(cfg, printDirector{}, nil, log)
+	var synced atomic.Int64
+	var bulk BulkSender
+	syncIf := hc.Interfaces[len(hc.Interfaces)-1]
+	if hc.Sync {
+		cfg.RequireSync = true
+		rc, err := connsync.ListenReceiver(connsync.TransportConfig{Interface: syncIf, Peer: netip.MustParseAddr(hc.Peers[len(hc.Peers)-1])})
+		if err != nil {
+			fmt.Println("FATAL", err)
+			os.Exit(2)
+		}
+		go rc.Run(context.Background(), &connsync.Decoder{}, countingSink{&synced}, nil)
+		bulk = func(ctx context.Context, to netip.Addr) (int, error) {
+			select {
+			case <-time.After(time.Duration(hc.BulkDelayMS) * time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			w, err := connsync.DialSender(connsync.TransportConfig{Interface: syncIf, Peer: to})
+			if err != nil {
+				return 0, err
+			}
+			defer w.Close()
+			return connsync.SendBulk(fakeTable(hc.Table), w, 0, 0)
+		}
+	}
+	n, err := NewNode(cfg, printDirector{&synced}, bulk, log)
 	if err == nil {
 		err = n.Open()
 	}
@@ -483,4 +537,38 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetnsFailbackWaitsForSync: the returning primary (sync = true) asks
+// the active for a bulk copy of its connection table and takes the role
+// back only once the copy is complete, even though its preempt delay ran
+// out long before.
+func TestNetnsFailbackWaitsForSync(t *testing.T) {
+	needRoot(t)
+	sfx := suffix()
+	nsA := newNS(t, "ulvsfoA"+sfx)
+	nsB := newNS(t, "ulvsfoB"+sfx)
+	link(t, nsA, "fa0"+sfx, "10.0.0.1/24", nsB, "fb0"+sfx, "10.0.0.2/24")
+	link(t, nsA, "fa1"+sfx, "10.0.1.1/24", nsB, "fb1"+sfx, "10.0.1.2/24")
+	base := helperConfig{VRID: 57, IntervalMS: 100, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "s3cret", Sync: true}
+	ca := base
+	ca.Priority, ca.DelayMS = 150, 200
+	ca.Interfaces, ca.Peers = []string{"fa0" + sfx, "fa1" + sfx}, []string{"10.0.0.2", "10.0.1.2"}
+	cb := base
+	cb.Priority, cb.Table, cb.BulkDelayMS = 100, 3000, 1500
+	cb.Interfaces, cb.Peers = []string{"fb0" + sfx, "fb1" + sfx}, []string{"10.0.0.1", "10.0.1.1"}
+
+	b := startNode(t, "B", nsB, cb)
+	b.waitLine(t, "ROLE active", time.Time{}, 5*time.Second)
+	back := time.Now()
+	a := startNode(t, "A", nsA, ca)
+	got := a.waitLine(t, "ROLE active", back, 10*time.Second)
+	if d := got.Sub(back); d < 1500*time.Millisecond {
+		t.Fatalf("A took over after %v, before the bulk copy (sent after 1.5 s)", d)
+	}
+	if n := a.count("SYNCCOUNT 3000", back); n != 1 {
+		t.Fatal("A became active without the 3000 synced connections")
+	}
+	b.waitLine(t, "ROLE backup", back, 2*time.Second)
+	t.Logf("failback with sync: %v after restart (bulk copy of 3000 entries released after 1.5 s)", got.Sub(back))
 }
