@@ -50,6 +50,12 @@ func needRoot(t *testing.T, tools ...string) {
 	}
 }
 
+var chrtOK = sync.OnceValue(func() bool {
+	return exec.Command("chrt", "-r", "10", "true").Run() == nil
+})
+
+func haveChrt() bool { return chrtOK() }
+
 func suffix() string {
 	b := make([]byte, 3)
 	crand.Read(b)
@@ -81,6 +87,20 @@ func link(t *testing.T, nsA, ifA, addrA, nsB, ifB, addrB string) {
 	sh(t, "ip", "-n", nsB, "addr", "add", addrB, "dev", ifB)
 	sh(t, "ip", "-n", nsA, "link", "set", ifA, "up")
 	sh(t, "ip", "-n", nsB, "link", "set", ifB, "up")
+	waitUp(t, nsA, ifA)
+	waitUp(t, nsB, ifB)
+}
+
+// waitUp waits for carrier: packets sent before it are dropped.
+func waitUp(t *testing.T, ns, ifname string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(sh(t, "ip", "-n", ns, "-o", "link", "show", ifname), "state UP") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s in %s never came up", ifname, ns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // proc is a process started in a namespace, with its output as lines.
@@ -97,9 +117,16 @@ type line struct {
 	text string
 }
 
-func startIn(t *testing.T, name, ns string, env []string, args ...string) *proc {
+func startIn(t *testing.T, name, ns string, rt bool, env []string, args ...string) *proc {
 	t.Helper()
 	full := append([]string{"--net=/run/netns/" + ns, "--"}, args...)
+	if rt {
+		// Heartbeat daemons run with real-time priority in production
+		// (keepalived: vrrp_rt_priority) so that a loaded machine does not
+		// delay adverts past the master-down interval; so do the test's.
+		// chrt execs: the PID stays the program's.
+		full = append([]string{"--net=/run/netns/" + ns, "--", "chrt", "-r", "10"}, args...)
+	}
 	cmd := exec.Command("nsenter", full...) // nsenter execs: the PID is the program's
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -314,7 +341,7 @@ func startNode(t *testing.T, name, ns string, hc helperConfig) *proc {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(hc)
-	p := startIn(t, name, ns, []string{"ULVS_FAILOVER_HELPER=" + string(js)}, exe, "-test.run=^TestHelperNode$")
+	p := startIn(t, name, ns, haveChrt(), []string{"ULVS_FAILOVER_HELPER=" + string(js)}, exe, "-test.run=^TestHelperNode$")
 	p.waitLine(t, "READY", time.Time{}, 10*time.Second)
 	return p
 }
@@ -357,8 +384,8 @@ func TestNetnsPairFailover(t *testing.T) {
 
 	// Capture ARP on both networks at B while A dies.
 	caps := []*proc{
-		startIn(t, "tcpdump0", nsB, nil, "tcpdump", "-l", "-n", "-i", "fb0"+sfx, "arp"),
-		startIn(t, "tcpdump1", nsB, nil, "tcpdump", "-l", "-n", "-i", "fb1"+sfx, "arp"),
+		startIn(t, "tcpdump0", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb0"+sfx, "arp"),
+		startIn(t, "tcpdump1", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb1"+sfx, "arp"),
 	}
 	for _, c := range caps {
 		c.waitLine(t, "listening on", time.Time{}, 5*time.Second)
@@ -398,7 +425,7 @@ func TestNetnsPairFailover(t *testing.T) {
 	a.term(t)
 	took = b.waitLine(t, "ROLE active", stopAt, 2*time.Second).Sub(stopAt)
 	t.Logf("takeover after graceful stop: %v", took)
-	if took > 300*time.Millisecond {
+	if took > 500*time.Millisecond {
 		t.Fatalf("graceful handover took %v; priority 0 should make it ~skew", took)
 	}
 }
@@ -412,19 +439,24 @@ func TestNetnsOneNetworkDown(t *testing.T) {
 	nsB := newNS(t, "ulvsfoB"+sfx)
 	link(t, nsA, "fa0"+sfx, "10.0.0.1/24", nsB, "fb0"+sfx, "10.0.0.2/24")
 	link(t, nsA, "fa1"+sfx, "10.0.1.1/24", nsB, "fb1"+sfx, "10.0.1.2/24")
-	ca := helperConfig{VRID: 9, Priority: 200, IntervalMS: 100, Interfaces: []string{"fa0" + sfx, "fa1" + sfx}, Peers: []string{"10.0.0.2", "10.0.1.2"}, Preempt: true, Secret: "x", VIPs: []string{"10.0.0.100"}}
+	// 200 ms adverts: this test asserts that nothing flaps, and the
+	// helpers may run race-instrumented on a loaded CI machine.
+	ca := helperConfig{VRID: 9, Priority: 200, IntervalMS: 200, Interfaces: []string{"fa0" + sfx, "fa1" + sfx}, Peers: []string{"10.0.0.2", "10.0.1.2"}, Preempt: true, Secret: "x", VIPs: []string{"10.0.0.100"}}
 	cb := ca
 	cb.Priority = 100
 	cb.Interfaces, cb.Peers = []string{"fb0" + sfx, "fb1" + sfx}, []string{"10.0.0.1", "10.0.1.1"}
 	a := startNode(t, "A", nsA, ca)
 	b := startNode(t, "B", nsB, cb)
 	a.waitLine(t, "ROLE active", time.Time{}, 5*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second)
+	if r := b.lastRole(); r != "backup" {
+		t.Fatalf("B is %q before the test, want backup", r)
+	}
 	downAt := time.Now()
 	sh(t, "ip", "-n", nsA, "link", "set", "fa0"+sfx, "down")
 	b.waitLine(t, "heartbeat network down", downAt, 3*time.Second)
 	time.Sleep(time.Second)
-	if n := b.count("ROLE active", time.Time{}); n != 0 {
+	if n := b.count("ROLE active", downAt); n != 0 {
 		t.Fatal("B took over with one network still carrying adverts")
 	}
 	sh(t, "ip", "-n", nsA, "link", "set", "fa0"+sfx, "up")
@@ -443,7 +475,7 @@ vrrp_instance VI_1 {
     interface %s
     virtual_router_id 57
     priority %d
-    advert_int 0.1
+    advert_int 0.2
     virtual_ipaddress {
         10.0.0.100/24
     }
@@ -457,7 +489,7 @@ func startKeepalived(t *testing.T, ns, ifname string, prio int) *proc {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedConf, ifname, prio)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startIn(t, "keepalived", ns, nil, "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf,
+	return startIn(t, "keepalived", ns, haveChrt(), nil, "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf,
 		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid"))
 }
 
@@ -497,22 +529,26 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 			kif, uif := "fk0"+sfx, "fu0"+sfx
 			link(t, nsK, kif, "10.0.0.1/24", nsU, uif, "10.0.0.2/24")
 			k := startKeepalived(t, nsK, kif, tc.kPrio)
-			u := startNode(t, "ulvs", nsU, helperConfig{VRID: 57, Priority: uint8(tc.uPrio), IntervalMS: 100,
+			u := startNode(t, "ulvs", nsU, helperConfig{VRID: 57, Priority: uint8(tc.uPrio), IntervalMS: 200,
 				Interfaces: []string{uif}, Peers: []string{"10.0.0.1"}, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "x"})
 			if tc.keepalivedWins {
 				k.waitLine(t, "Entering MASTER STATE", time.Time{}, 10*time.Second)
 				waitVIP(t, nsK, kif, true, 2*time.Second)
+				// Started together, ulvs may be active for a moment before
+				// keepalived's first advert; then it must stay backup.
+				time.Sleep(500 * time.Millisecond)
+				steady := time.Now()
 				time.Sleep(time.Second)
 				if r := u.lastRole(); r != "backup" {
 					t.Fatalf("ulvs is %q while keepalived (higher priority) is master", r)
 				}
-				if n := u.count("ROLE active", time.Time{}); n > 1 {
-					t.Fatalf("ulvs became active %d times", n)
+				if n := u.count("ROLE active", steady); n != 0 {
+					t.Fatalf("ulvs became active %d times in steady state", n)
 				}
 				killAt := time.Now()
 				k.kill()
 				took := u.waitLine(t, "ROLE active", killAt, 3*time.Second).Sub(killAt)
-				t.Logf("ulvs took over from killed keepalived in %v", took)
+				t.Logf("ulvs took over from killed keepalived in %v (200 ms adverts, MDI 721.9 ms)", took)
 			} else {
 				u.waitLine(t, "ROLE active", time.Time{}, 5*time.Second)
 				// keepalived must settle as backup and stay there.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,20 @@ func TestNetnsMulticastAndUnicast(t *testing.T) {
 	ipcmd(t, "-n", nsB, "addr", "add", "10.0.1.2/24", "dev", ifB)
 	ipcmd(t, "-n", nsA, "link", "set", ifA, "up")
 	ipcmd(t, "-n", nsB, "link", "set", ifB, "up")
+	// Packets sent before the veth pair has carrier are dropped.
+	for _, x := range [][2]string{{nsA, ifA}, {nsB, ifB}} {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out, _ := exec.Command("ip", "-n", x[0], "-o", "link", "show", x[1]).Output()
+			if strings.Contains(string(out), "state UP") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never came up: %s", x[1], out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	for _, mode := range []string{"multicast", "unicast"} {
 		t.Run(mode, func(t *testing.T) {
@@ -147,8 +162,11 @@ func TestNetnsMulticastAndUnicast(t *testing.T) {
 			for sinkB.n.Load() < 1000 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if n := sinkB.n.Load(); n != 1000 || len(sinkB.ports) != 1000 {
-				t.Fatalf("backup received %d entries (%d distinct)", n, len(sinkB.ports))
+			sinkB.mu.Lock()
+			distinct := len(sinkB.ports)
+			sinkB.mu.Unlock()
+			if n := sinkB.n.Load(); n != 1000 || distinct != 1000 {
+				t.Fatalf("backup received %d entries (%d distinct)", n, distinct)
 			}
 			if st := s.Stats(); st.Entries != 1000 || st.Messages != 25 {
 				t.Fatalf("sender stats %+v (40 entries per 1472-byte message)", st)
