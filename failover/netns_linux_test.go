@@ -307,12 +307,7 @@ func TestHelperNode(t *testing.T) {
 			case <-ctx.Done():
 				return 0, ctx.Err()
 			}
-			w, err := connsync.DialSender(connsync.TransportConfig{Interface: syncIf, Peer: to})
-			if err != nil {
-				return 0, err
-			}
-			defer w.Close()
-			return connsync.SendBulk(fakeTable(hc.Table), w, 0, 0)
+			return NewBulkSender(fakeTable(hc.Table), connsync.TransportConfig{Interface: syncIf}, 0, 0)(ctx, to)
 		}
 	}
 	n, err := NewNode(cfg, printDirector{&synced}, bulk, log)

@@ -64,6 +64,9 @@ type Config struct {
 	Secret       []byte
 	RequireSync  bool // failback waits for a bulk copy (sync = true)
 	ControlPort  int  // DefaultControlPort when 0
+	// SyncInterface names the network (one of Networks) over which bulk
+	// copies are streamed; the last network when empty.
+	SyncInterface string
 	// Announce sends the gratuitous ARP / unsolicited NA burst on every
 	// heartbeat interface at takeover: GARPCount rounds over GARPPeriod.
 	Announce   bool
@@ -92,6 +95,8 @@ type Node struct {
 	bulkc chan bulkDone
 
 	annCancel context.CancelFunc
+	rctx      context.Context
+	bulkBusy  bool
 	wg        sync.WaitGroup
 }
 
@@ -213,6 +218,15 @@ func (n *Node) closeAll() {
 	}
 }
 
+func (n *Node) syncNet() int {
+	for i, nw := range n.cfg.Networks {
+		if nw.Interface == n.cfg.SyncInterface {
+			return i
+		}
+	}
+	return len(n.cfg.Networks) - 1
+}
+
 // State is the current role (safe for concurrent use).
 func (n *Node) State() State { return State(n.state.Load()) }
 
@@ -224,6 +238,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return errors.New("failover: Run before Open")
 	}
 	rctx, cancel := context.WithCancel(context.Background())
+	n.rctx = rctx
 	defer func() {
 		cancel()
 		n.closeAll()
@@ -253,6 +268,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case ev := <-n.evs:
 			n.apply(n.m.Step(time.Now(), ev))
 		case b := <-n.bulkc:
+			n.bulkBusy = false
 			if b.err != nil {
 				n.log.Warn().Err(b.err).Stringer("to", b.to).Msg("failover: bulk sync failed")
 				continue
@@ -378,14 +394,26 @@ func (n *Node) apply(acts []Action) {
 				n.log.Warn().Stringer("from", a.From).Msg("failover: sync requested but sync is off here")
 				continue
 			}
+			if n.bulkBusy {
+				continue // a copy is already streaming; the request was a retry
+			}
+			n.bulkBusy = true
+			// The copy goes over the sync network to the peer there, wherever
+			// the (authenticated) request arrived.
+			sn := n.syncNet()
+			to := n.cfg.Networks[sn].Peer
+			n.log.Info().Stringer("to", to).Msg("failover: bulk sync requested")
 			n.wg.Add(1)
-			go func(netw int, to netip.Addr) {
+			go func() {
 				defer n.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				ctx, cancel := context.WithTimeout(n.rctx, 5*time.Minute)
 				defer cancel()
 				k, err := n.bulk(ctx, to)
-				n.bulkc <- bulkDone{net: netw, to: to, n: k, err: err}
-			}(a.Net, a.From)
+				select {
+				case n.bulkc <- bulkDone{net: sn, to: to, n: k, err: err}:
+				case <-n.rctx.Done():
+				}
+			}()
 		case ActNetworkDown:
 			n.log.Error().Int("network", a.Net).Str("interface", n.cfg.Networks[a.Net].Interface).Str("reason", a.Reason).Msg("failover: heartbeat network down (peer still heard on another network; no failover)")
 		case ActNetworkUp:

@@ -152,6 +152,7 @@ func (s *Settings) Resolve(vips []netip.Addr) (*Resolved, error) {
 			r.SyncPeer, found = n.Peer, true
 		}
 	}
+	c.SyncInterface = r.SyncInterface
 	if s.Sync && !found {
 		return nil, settingErr("sync_interface", "%q is not one of the heartbeat interfaces", r.SyncInterface)
 	}

@@ -2,6 +2,7 @@ package connsync
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"net/netip"
 	"strings"
@@ -548,5 +549,28 @@ func BenchmarkDecode(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	for i := 0; i < b.N; i++ {
 		d.Decode(msg, sink)
+	}
+}
+
+func TestPacedWriter(t *testing.T) {
+	w := &fakeWriter{}
+	p := &PacedWriter{W: w, Every: 2, Pause: time.Microsecond}
+	for i := 0; i < 5; i++ {
+		if err := p.WriteSync([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.msgs) != 5 {
+		t.Fatalf("%d messages", len(w.msgs))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p = &PacedWriter{W: w, Every: 1, Pause: time.Hour, Ctx: ctx}
+	if err := p.WriteSync([]byte{1}); err != context.Canceled {
+		t.Fatalf("cancelled pause: %v", err)
+	}
+	w.fail = true
+	if err := (&PacedWriter{W: w}).WriteSync([]byte{1}); err == nil {
+		t.Fatal("write error lost")
 	}
 }

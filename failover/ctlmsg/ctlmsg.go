@@ -170,12 +170,19 @@ func (g *Guard) Check(now time.Time, m Msg) error {
 	if _, ok := g.seen[k]; ok {
 		return ErrReplayed
 	}
-	// Forget what fell out of the window (and bound the map).
-	if len(g.seen) >= maxSeen/2 {
+	// When full, forget what fell out of the window, then (a flood from a
+	// key holder) arbitrary entries down to half.
+	if len(g.seen) >= maxSeen {
 		for s := range g.seen {
-			if n-s.t > int64(w) || len(g.seen) >= maxSeen {
+			if d := n - s.t; d > int64(w) || d < -int64(w) {
 				delete(g.seen, s)
 			}
+		}
+		for s := range g.seen {
+			if len(g.seen) < maxSeen/2 {
+				break
+			}
+			delete(g.seen, s)
 		}
 	}
 	g.seen[k] = struct{}{}
