@@ -598,3 +598,16 @@ func TestNeverTwoMastersWhileConnected(t *testing.T) {
 	}
 	s.wantMaster(a)
 }
+
+func BenchmarkStepAdvert(b *testing.B) {
+	m, _ := NewMachine(MachineConfig{VRID: 1, Priority: 100, Interval: ival, Local: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.1.2")}, Secret: []byte("s")}, func() uint64 { return 1 })
+	now := t0
+	m.Step(now, Event{Kind: EvStart})
+	ev := Event{Kind: EvAdvert, From: netip.MustParseAddr("10.0.0.1"), Priority: 150, IntervalCS: 10}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Millisecond)
+		ev.Net = i & 1
+		m.Step(now, ev)
+	}
+}

@@ -474,14 +474,20 @@ vrrp_instance VI_1 {
     virtual_ipaddress {
         10.0.0.100/24
     }
-}
+%s}
 `
 
-func startKeepalived(t *testing.T, ns, ifname string, prio int) *proc {
+const keepalivedUnicast = `    unicast_src_ip 10.0.0.1
+    unicast_peer {
+        10.0.0.2
+    }
+`
+
+func startKeepalived(t *testing.T, ns, ifname string, prio int, unicast bool) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedConf, ifname, prio)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedConf, ifname, prio, map[bool]string{true: keepalivedUnicast}[unicast])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startIn(t, "keepalived", ns, haveChrt(), nil, "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf,
@@ -513,9 +519,12 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 		name           string
 		kPrio, uPrio   int
 		keepalivedWins bool
+		unicast        bool
 	}{
-		{"keepalived master, ulvs backup", 150, 100, true},
-		{"ulvs master, keepalived backup", 100, 150, false},
+		{"keepalived master, ulvs backup", 150, 100, true, false},
+		{"ulvs master, keepalived backup", 100, 150, false, false},
+		{"unicast keepalived master, ulvs backup", 150, 100, true, true},
+		{"unicast ulvs master, keepalived backup", 100, 150, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sfx := suffix()
@@ -523,9 +532,9 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 			nsU := newNS(t, "ulvsfoU"+sfx)
 			kif, uif := "fk0"+sfx, "fu0"+sfx
 			link(t, nsK, kif, "10.0.0.1/24", nsU, uif, "10.0.0.2/24")
-			k := startKeepalived(t, nsK, kif, tc.kPrio)
+			k := startKeepalived(t, nsK, kif, tc.kPrio, tc.unicast)
 			u := startNode(t, "ulvs", nsU, helperConfig{VRID: 57, Priority: uint8(tc.uPrio), IntervalMS: 200,
-				Interfaces: []string{uif}, Peers: []string{"10.0.0.1"}, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "x"})
+				Interfaces: []string{uif}, Peers: []string{"10.0.0.1"}, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "x", Unicast: tc.unicast})
 			if tc.keepalivedWins {
 				k.waitLine(t, "Entering MASTER STATE", time.Time{}, 10*time.Second)
 				waitVIP(t, nsK, kif, true, 2*time.Second)

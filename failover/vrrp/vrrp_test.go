@@ -190,3 +190,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	a := Advert{VRID: 57, Priority: 150, Interval: 100, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.0.0.101")}}
+	msg := a.Append(nil, src4, Group4)
+	out := Advert{Addrs: make([]netip.Addr, 0, 8)}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		Parse(msg, src4, Group4, &out)
+	}
+}
