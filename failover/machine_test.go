@@ -2,6 +2,7 @@ package failover
 
 import (
 	"errors"
+	"strings"
 	"net/netip"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ type simNode struct {
 	name   string
 	m      *Machine
 	local  []netip.Addr
-	hung   bool // takes no steps, receives nothing
+	hung   bool // takes no steps; with hold, what it receives waits in held
+	hold   bool
+	held   []Event
 	dead   bool
 	noBulk bool // does not answer sync requests
 	log    []Action
@@ -129,6 +132,10 @@ func (s *sim) drain() {
 	for len(s.queue) > 0 {
 		d := s.queue[0]
 		s.queue = s.queue[1:]
+		if d.to.hung && d.to.hold {
+			d.to.held = append(d.to.held, d.ev)
+			continue
+		}
 		if d.to.hung || d.to.dead {
 			continue
 		}
@@ -609,5 +616,93 @@ func BenchmarkStepAdvert(b *testing.B) {
 		now = now.Add(time.Millisecond)
 		ev.Net = i & 1
 		m.Step(now, ev)
+	}
+}
+
+// TestHungPeerWakesWithQueuedStandDown: the hung active's socket buffer
+// keeps what arrived while it was stuck (the new active's adverts and its
+// stand-down). On waking it processes them in order. At no sampled instant
+// are there two masters, and the pair settles on the higher priority
+// within two master-down intervals.
+func TestHungPeerWakesWithQueuedStandDown(t *testing.T) {
+	s := newSim(t, 2)
+	a := s.add("a", 150, 1, nil)
+	b := s.add("b", 100, 2, nil)
+	s.start(a)
+	s.start(b)
+	s.run(time.Second)
+	s.wantMaster(a)
+	a.hung, a.hold = true, true
+	s.run(time.Second)
+	s.wantMaster(b)
+	if len(a.held) == 0 {
+		t.Fatal("nothing queued for the hung node")
+	}
+	// Wake: deliver the queue first, as a socket read would.
+	a.hung = false
+	for _, ev := range a.held {
+		s.step(a, ev)
+		s.drain()
+		if len(s.masters()) > 1 {
+			// a's stale state may emit one advert before it reads the
+			// stand-down; b must not still be master when a is.
+			t.Fatalf("two masters while the woken node drains its queue")
+		}
+	}
+	a.held = nil
+	for i := 0; i < 20; i++ {
+		s.run(37 * time.Millisecond)
+		if len(s.masters()) > 1 {
+			t.Fatalf("two masters at +%v", s.now.Sub(t0))
+		}
+	}
+	s.run(2 * a.m.MasterDownInterval())
+	s.wantMaster(a)
+	// The woken node obeyed the stand-down it found in its queue.
+	obeyed := false
+	for _, x := range a.log {
+		if x.Kind == ActBecomeBackup && strings.HasPrefix(x.Reason, "stand-down") {
+			obeyed = true
+		}
+	}
+	if !obeyed && len(a.becameBackup) < 2 {
+		t.Fatal("the woken active neither obeyed the stand-down nor yielded")
+	}
+}
+
+func TestStandDownBetweenNewMasters(t *testing.T) {
+	// Both became master within one interval: only the VRRP loser obeys.
+	mk := func(prio uint8, host byte) *Machine {
+		m, err := NewMachine(MachineConfig{VRID: 1, Priority: prio, Interval: ival, Local: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, host})}, Secret: []byte("k")}, func() uint64 { return uint64(host) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Step(t0, Event{Kind: EvStart})
+		m.Step(t0.Add(time.Second), Event{Kind: EvTick})
+		if m.State() != StateMaster {
+			t.Fatal("setup")
+		}
+		return m
+	}
+	at := t0.Add(time.Second + ival/2)
+	sd := func(prio uint8, host byte) Event {
+		return Event{Kind: EvControl, From: netip.AddrFrom4([4]byte{10, 0, 0, host}), Data: ctlmsg.Seal(make([]byte, ctlmsg.Size), []byte("k"),
+			ctlmsg.Msg{Type: ctlmsg.StandDown, VRID: 1, Priority: prio, Time: at.UnixNano(), Nonce: uint64(host)})}
+	}
+	hi := mk(150, 1)
+	hi.Step(at, sd(100, 2))
+	if hi.State() != StateMaster {
+		t.Fatal("a new master obeyed a stand-down from a worse one")
+	}
+	lo := mk(100, 2)
+	lo.Step(at, sd(150, 1))
+	if lo.State() != StateBackup {
+		t.Fatal("a new master ignored a stand-down from a better one")
+	}
+	// After one interval as master, any valid stand-down is obeyed.
+	old := mk(150, 3)
+	old.Step(t0.Add(time.Second+ival), sd(100, 4))
+	if old.State() != StateBackup {
+		t.Fatal("an established master ignored a valid stand-down")
 	}
 }
