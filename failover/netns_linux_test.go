@@ -353,7 +353,7 @@ func TestNetnsPairFailover(t *testing.T) {
 	nsB := newNS(t, "ulvsfoB"+sfx)
 	link(t, nsA, "fa0"+sfx, "10.0.0.1/24", nsB, "fb0"+sfx, "10.0.0.2/24")
 	link(t, nsA, "fa1"+sfx, "10.0.1.1/24", nsB, "fb1"+sfx, "10.0.1.2/24")
-	base := helperConfig{VRID: 57, IntervalMS: 100, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "s3cret"}
+	base := helperConfig{VRID: 57, IntervalMS: 100, VIPs: []string{"10.0.0.100", "2001:db8::100"}, Preempt: true, Secret: "s3cret"}
 	ca := base
 	ca.Priority, ca.DelayMS = 150, 500
 	ca.Interfaces, ca.Peers = []string{"fa0" + sfx, "fa1" + sfx}, []string{"10.0.0.2", "10.0.1.2"}
@@ -379,8 +379,8 @@ func TestNetnsPairFailover(t *testing.T) {
 
 	// Capture ARP on both networks at B while A dies.
 	caps := []*proc{
-		startIn(t, "tcpdump0", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb0"+sfx, "arp"),
-		startIn(t, "tcpdump1", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb1"+sfx, "arp"),
+		startIn(t, "tcpdump0", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb0"+sfx, "arp", "or", "icmp6"),
+		startIn(t, "tcpdump1", nsB, false, nil, "tcpdump", "-l", "-n", "-i", "fb1"+sfx, "arp", "or", "icmp6"),
 	}
 	for _, c := range caps {
 		c.waitLine(t, "listening on", time.Time{}, 5*time.Second)
@@ -393,13 +393,18 @@ func TestNetnsPairFailover(t *testing.T) {
 		t.Fatalf("takeover took %v, want < 1 s with 100 ms adverts", took)
 	}
 	garpLine := "Request who-has 10.0.0.100 tell 10.0.0.100"
+	naLine := "neighbor advertisement, tgt is 2001:db8::100"
 	for i, c := range caps {
 		deadline := time.Now().Add(3 * time.Second)
-		for c.count(garpLine, killAt) < 5 && time.Now().Before(deadline) {
+		for (c.count(garpLine, killAt) < 5 || c.count(naLine, killAt) < 5) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
+		time.Sleep(100 * time.Millisecond) // nothing more than the burst
 		if n := c.count(garpLine, killAt); n != 5 {
 			t.Fatalf("network %d: %d gratuitous ARPs for the VIP at takeover, want 5", i, n)
+		}
+		if n := c.count(naLine, killAt); n != 5 {
+			t.Fatalf("network %d: %d unsolicited NAs for the IPv6 VIP at takeover, want 5", i, n)
 		}
 		c.kill()
 	}
