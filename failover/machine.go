@@ -196,7 +196,6 @@ type Machine struct {
 	masterSince time.Time
 
 	acts []Action
-	buf  [ctlmsg.Size]byte
 }
 
 // NewMachine returns a machine in StateInit. rand supplies nonces for

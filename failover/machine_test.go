@@ -2,8 +2,8 @@ package failover
 
 import (
 	"errors"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
