@@ -97,6 +97,9 @@ type Node struct {
 	annCancel context.CancelFunc
 	rctx      context.Context
 	bulkBusy  bool
+
+	rejectLogged     time.Time
+	rejectSuppressed uint64
 	wg        sync.WaitGroup
 }
 
@@ -424,7 +427,13 @@ func (n *Node) apply(acts []Action) {
 				n.log.Debug().Err(a.Err).Stringer("from", a.From).Int("network", a.Net).Msg("failover: duplicate control message")
 				continue
 			}
-			n.log.Warn().Err(a.Err).Stringer("from", a.From).Int("network", a.Net).Msg("failover: control message rejected")
+			// Packets trigger this: at most one line per second.
+			if now := time.Now(); now.Sub(n.rejectLogged) >= time.Second {
+				n.log.Warn().Err(a.Err).Stringer("from", a.From).Int("network", a.Net).Uint64("suppressed", n.rejectSuppressed).Msg("failover: control message rejected")
+				n.rejectLogged, n.rejectSuppressed = now, 0
+			} else {
+				n.rejectSuppressed++
+			}
 		}
 	}
 }
