@@ -100,7 +100,7 @@ type Node struct {
 
 	rejectLogged     time.Time
 	rejectSuppressed uint64
-	wg        sync.WaitGroup
+	wg               sync.WaitGroup
 }
 
 type bulkDone struct {
