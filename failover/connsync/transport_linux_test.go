@@ -179,3 +179,73 @@ func TestNetnsMulticastAndUnicast(t *testing.T) {
 		})
 	}
 }
+
+func TestNetnsDaemons(t *testing.T) {
+	needRoot(t)
+	b := make([]byte, 3)
+	crand.Read(b)
+	sfx := hex.EncodeToString(b)
+	nsA, nsB := "ulvsdmA"+sfx, "ulvsdmB"+sfx
+	for _, ns := range []string{nsA, nsB} {
+		ipcmd(t, "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	ifA, ifB := "da"+sfx, "db"+sfx
+	ipcmd(t, "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
+	ipcmd(t, "-n", nsA, "addr", "add", "10.0.1.1/24", "dev", ifA)
+	ipcmd(t, "-n", nsB, "addr", "add", "10.0.1.2/24", "dev", ifB)
+	ipcmd(t, "-n", nsA, "link", "set", ifA, "up")
+	ipcmd(t, "-n", nsB, "link", "set", ifB, "up")
+	for _, x := range [][2]string{{nsA, ifA}, {nsB, ifB}} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			out, _ := exec.Command("ip", "-n", x[0], "-o", "link", "show", x[1]).Output()
+			if strings.Contains(string(out), "state UP") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no carrier")
+			}
+		}
+	}
+	var m, bk, other *Daemon
+	var err error
+	sink := &atomicSink{ports: map[uint16]bool{}}
+	inNS(t, nsB, func() {
+		bk, err = StartBackup(DaemonConfig{Transport: TransportConfig{Interface: ifB}, SyncID: 4}, sink)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bk.Stop()
+	inNS(t, nsA, func() {
+		if m, err = StartMaster(DaemonConfig{Transport: TransportConfig{Interface: ifA}, SyncID: 4}); err != nil {
+			return
+		}
+		other, err = StartMaster(DaemonConfig{Transport: TransportConfig{Interface: ifA}, SyncID: 5})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Status(), "master sync daemon (mcast="+ifA+", syncid=4, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)"; got != want {
+		t.Fatalf("status %q\nwant   %q", got, want)
+	}
+	if got := bk.Status(); got != "backup sync daemon (mcast="+ifB+", syncid=4, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" {
+		t.Fatalf("status %q", got)
+	}
+	c := v4conn
+	for i := 0; i < 10; i++ {
+		c.CPort = uint16(i)
+		m.Sender().Enqueue(&c)
+		other.Sender().Enqueue(&c) // sync ID 5: the backup ignores it
+	}
+	other.Stop()
+	m.Stop() // flushes
+	deadline := time.Now().Add(3 * time.Second)
+	for (sink.n.Load() < 10 || bk.Stats().Drops[MsgSyncID] < 1) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := bk.Stats()
+	if sink.n.Load() != 10 || st.Conns != 10 || st.Messages != 2 || st.Drops[MsgSyncID] != 1 {
+		t.Fatalf("backup got %d conns, stats %+v", sink.n.Load(), st)
+	}
+}
