@@ -37,8 +37,10 @@
 // shutdown the active sends priority 0 and the backup takes over after
 // Skew_Time instead of Master_Down_Interval.
 //
-// Preempt: with preempt on, a backup that beats the active ignores its
-// adverts, so that its down timer fires and it takes over; it starts doing
+// Preempt: with preempt on, a backup with a higher priority than the
+// active ignores its adverts, so that its down timer fires and it takes over
+// (an equal priority never preempts: the address only breaks ties between
+// two masters, RFC 5798 §6.4.2); it starts doing
 // so only preempt_delay after it became backup and, with sync = true, only
 // once a complete bulk copy of the active's connection table has arrived.
 // Until then it treats the active's adverts as valid and stays backup. With

@@ -403,9 +403,11 @@ func (m *Machine) advert(now time.Time, ev Event) {
 			m.masterDownAt = now.Add(m.Skew())
 			return
 		}
-		if !m.better(ev.Priority, ev.From, ev.Net) && m.preemptAllowed(now) {
+		if ev.Priority < m.cfg.Priority && m.preemptAllowed(now) {
 			// A lower-priority active and preemption allowed: ignore its
-			// adverts so that the down timer fires and we take over.
+			// adverts so that the down timer fires and we take over. An
+			// equal priority is accepted whatever the addresses (RFC 5798
+			// §6.4.2): the address breaks ties between masters only.
 			return
 		}
 		m.masterAdverInt = interval

@@ -706,3 +706,17 @@ func TestStandDownBetweenNewMasters(t *testing.T) {
 		t.Fatal("an established master ignored a valid stand-down")
 	}
 }
+
+func TestEqualPriorityDoesNotPreempt(t *testing.T) {
+	s := newSim(t, 1)
+	a := s.add("a", 100, 1, nil) // lower address, active first
+	s.start(a)
+	s.run(time.Second)
+	b := s.add("b", 100, 2, nil) // same priority, higher address, preempt on
+	s.start(b)
+	s.run(10 * time.Second)
+	s.wantMaster(a)
+	if len(b.becameMaster) != 0 {
+		t.Fatal("an equal-priority backup preempted on its higher address")
+	}
+}
