@@ -617,3 +617,41 @@ func TestNetnsFailbackWaitsForSync(t *testing.T) {
 	b.waitLine(t, "ROLE backup", back, 2*time.Second)
 	t.Logf("failback with sync: %v after restart (bulk copy of 3000 entries released after 1.5 s)", got.Sub(back))
 }
+
+// TestNetnsPairIPv6: the same election and takeover with IPv6 heartbeats
+// (VRRPv3 to ff02::12 from link-local addresses, control messages over
+// link-local UDP).
+func TestNetnsPairIPv6(t *testing.T) {
+	needRoot(t)
+	sfx := suffix()
+	nsA := newNS(t, "ulvsfoA"+sfx)
+	nsB := newNS(t, "ulvsfoB"+sfx)
+	// No automatic link-local addresses: fe80::a and fe80::b (no DAD) are
+	// the only ones, so they are the VRRP sources the peers expect.
+	for _, ns := range []string{nsA, nsB} {
+		sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")
+	}
+	link(t, nsA, "fa0"+sfx, "10.0.0.1/24", nsB, "fb0"+sfx, "10.0.0.2/24")
+	sh(t, "ip", "-n", nsA, "-6", "addr", "add", "fe80::a/64", "dev", "fa0"+sfx, "nodad")
+	sh(t, "ip", "-n", nsB, "-6", "addr", "add", "fe80::b/64", "dev", "fb0"+sfx, "nodad")
+	base := helperConfig{VRID: 60, IntervalMS: 200, VIPs: []string{"2001:db8::100"}, Preempt: true, Secret: "s3cret6"}
+	ca := base
+	ca.Priority = 150
+	ca.Interfaces, ca.Peers = []string{"fa0" + sfx}, []string{"fe80::b"}
+	cb := base
+	cb.Priority = 100
+	cb.Interfaces, cb.Peers = []string{"fb0" + sfx}, []string{"fe80::a"}
+	a := startNode(t, "A", nsA, ca)
+	b := startNode(t, "B", nsB, cb)
+	a.waitLine(t, "ROLE active", time.Time{}, 5*time.Second)
+	time.Sleep(time.Second)
+	steady := time.Now()
+	time.Sleep(time.Second)
+	if b.lastRole() != "backup" || b.count("ROLE active", steady) != 0 {
+		t.Fatal("B not a steady backup over IPv6 heartbeats")
+	}
+	killAt := time.Now()
+	a.kill()
+	took := b.waitLine(t, "ROLE active", killAt, 3*time.Second).Sub(killAt)
+	t.Logf("IPv6 takeover after kill -9: %v (200 ms adverts)", took)
+}

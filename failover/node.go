@@ -159,7 +159,11 @@ func (n *Node) Open() (err error) {
 		}
 		n.adv = append(n.adv, c)
 		local = append(local, c.Src())
-		uc, err := listenControl(nw.Interface, c.Src(), n.cfg.ControlPort)
+		src := c.Src()
+		if src.IsLinkLocalUnicast() {
+			src = src.WithZone(nw.Interface)
+		}
+		uc, err := listenControl(nw.Interface, src, n.cfg.ControlPort)
 		if err != nil {
 			return fmt.Errorf("failover: control socket on network %d (%s): %w", i, nw.Interface, err)
 		}
@@ -315,7 +319,7 @@ func (n *Node) readAdverts(ctx context.Context, i int) {
 func (n *Node) readControl(ctx context.Context, i int) {
 	defer n.wg.Done()
 	buf := make([]byte, 512)
-	peer := n.cfg.Networks[i].Peer.Unmap()
+	peer := n.cfg.Networks[i].Peer.Unmap().WithZone("")
 	for {
 		k, from, err := n.ctl[i].ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -324,11 +328,12 @@ func (n *Node) readControl(ctx context.Context, i int) {
 			}
 			return
 		}
-		if from.Addr().Unmap() != peer {
+		src := from.Addr().Unmap().WithZone("")
+		if src != peer {
 			continue // only the configured peer
 		}
 		select {
-		case n.evs <- Event{Kind: EvControl, Net: i, From: from.Addr().Unmap(), Data: append([]byte(nil), buf[:k]...)}:
+		case n.evs <- Event{Kind: EvControl, Net: i, From: src, Data: append([]byte(nil), buf[:k]...)}:
 		case <-ctx.Done():
 			return
 		}
@@ -338,6 +343,9 @@ func (n *Node) readControl(ctx context.Context, i int) {
 func (n *Node) sendControl(net int, to netip.Addr, msg []byte) {
 	if net < 0 || net >= len(n.ctl) {
 		return
+	}
+	if to.IsLinkLocalUnicast() && to.Zone() == "" {
+		to = to.WithZone(n.cfg.Networks[net].Interface)
 	}
 	dst := netip.AddrPortFrom(to, uint16(n.cfg.ControlPort))
 	if _, err := n.ctl[net].WriteToUDPAddrPort(msg, dst); err != nil {

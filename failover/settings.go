@@ -43,14 +43,15 @@ type Settings struct {
 	SyncID          int      `toml:"sync_id"`           // 0..255; 0 accepts every sync ID
 
 	// ulvs additions.
-	Unicast      bool     `toml:"unicast"`       // adverts unicast to peers instead of 224.0.0.18 / ff02::12
-	ControlPort  int      `toml:"control_port"`  // UDP port of stand-down / sync request (8849)
-	SyncPort     int      `toml:"sync_port"`     // 8848
-	SyncGroup    string   `toml:"sync_group"`    // 224.0.0.81
-	SyncUnicast  bool     `toml:"sync_unicast"`  // send sync to the peer's address on sync_interface instead of the group
-	SyncMaxLen   int      `toml:"sync_maxlen"`   // message limit, default 1472
-	GARPCount    int      `toml:"garp_count"`    // announcements per VIP per interface at takeover (5)
-	GARPDuration Duration `toml:"garp_duration"` // spread over this long (1s)
+	Local        []string `toml:"local_addresses"` // our address on each interface (default: its first IPv4 / IPv6 link-local)
+	Unicast      bool     `toml:"unicast"`         // adverts unicast to peers instead of 224.0.0.18 / ff02::12
+	ControlPort  int      `toml:"control_port"`    // UDP port of stand-down / sync request (8849)
+	SyncPort     int      `toml:"sync_port"`       // 8848
+	SyncGroup    string   `toml:"sync_group"`      // 224.0.0.81
+	SyncUnicast  bool     `toml:"sync_unicast"`    // send sync to the peer's address on sync_interface instead of the group
+	SyncMaxLen   int      `toml:"sync_maxlen"`     // message limit, default 1472
+	GARPCount    int      `toml:"garp_count"`      // announcements per VIP per interface at takeover (5)
+	GARPDuration Duration `toml:"garp_duration"`   // spread over this long (1s)
 }
 
 // ErrSettings is wrapped by every Settings validation error.
@@ -104,6 +105,20 @@ func (s *Settings) Resolve(vips []netip.Addr) (*Resolved, error) {
 			return nil, settingErr("peers", "entry %d %q: %v", i, s.Peers[i], err)
 		}
 		c.Networks = append(c.Networks, Network{Interface: ifn, Peer: p.Unmap()})
+	}
+	if len(s.Local) != 0 && len(s.Local) != len(s.Interfaces) {
+		return nil, settingErr("local_addresses", "need one address per interface (%d interfaces, %d addresses)", len(s.Interfaces), len(s.Local))
+	}
+	for i, l := range s.Local {
+		a, err := netip.ParseAddr(l)
+		if err != nil {
+			return nil, settingErr("local_addresses", "entry %d %q: %v", i, l, err)
+		}
+		a = a.Unmap()
+		if a.Is4() != c.Networks[i].Peer.Is4() {
+			return nil, settingErr("local_addresses", "entry %d %v is not of the same family as peer %v", i, a, c.Networks[i].Peer)
+		}
+		c.Networks[i].Local = a
 	}
 	c.Preempt = s.Preempt == nil || *s.Preempt
 	c.PreemptDelay = time.Duration(s.PreemptDelay)

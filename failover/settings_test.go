@@ -72,6 +72,8 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{func(s *Settings) { s.SyncGroup = "10.0.0.1" }, "sync_group"},
 		{func(s *Settings) { s.SyncMaxLen = 50 }, "sync_maxlen"},
 		{func(s *Settings) { s.GARPCount = -1 }, "garp_count"},
+		{func(s *Settings) { s.Local = []string{"10.0.0.1", "10.0.0.2"} }, "local_addresses"},
+		{func(s *Settings) { s.Local = []string{"fe80::1"} }, "local_addresses"},
 	}
 	for _, tc := range cases {
 		s := base()
