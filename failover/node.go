@@ -81,16 +81,17 @@ type Config struct {
 // every heartbeat network, the control messages over UDP, the announcement
 // bursts on AF_PACKET.
 type Node struct {
-	cfg   Config
-	dir   Director
-	log   zerolog.Logger
-	bulk  BulkSender
-	m     *Machine
-	state atomic.Uint32
+	cfg    Config
+	dir    Director
+	log    zerolog.Logger
+	bulk   BulkSender
+	m      *Machine
+	state  atomic.Uint32
+	synced atomic.Bool
 
-	adv   []*vrrp.Conn
-	ctl   []*net.UDPConn
-	ann   []*garp.Announcer
+	adv   []AdvertConn
+	ctl   []ControlConn
+	ann   []Announcer
 	evs   chan Event
 	bulkc chan bulkDone
 
@@ -102,6 +103,36 @@ type Node struct {
 	rejectSuppressed uint64
 	wg               sync.WaitGroup
 }
+
+// AdvertConn is one heartbeat network's VRRP socket (*vrrp.Conn).
+type AdvertConn interface {
+	Send(a *vrrp.Advert) error
+	// Recv blocks for the next packet; a refused one returns its reason
+	// and a nil error; err is set only when the socket fails or is closed.
+	Recv(a *vrrp.Advert) (from netip.Addr, r vrrp.Reason, err error)
+	Src() netip.Addr
+	Close() error
+}
+
+// ControlConn is one network's socket for control messages (*net.UDPConn).
+type ControlConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
+	Close() error
+}
+
+// Announcer sends the takeover burst on one interface (*garp.Announcer).
+type Announcer interface {
+	Announce(ctx context.Context, vips []netip.Addr, count int, period time.Duration) error
+	Interface() string
+	Close() error
+}
+
+var (
+	_ AdvertConn  = (*vrrp.Conn)(nil)
+	_ ControlConn = (*net.UDPConn)(nil)
+	_ Announcer   = (*garp.Announcer)(nil)
+)
 
 type bulkDone struct {
 	net int
@@ -140,15 +171,28 @@ func cryptoRand() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
-// Open opens every socket (in the calling thread's network namespace) and
-// builds the state machine.
+// Open opens every socket (in the calling thread's network namespace):
+// VRRP raw sockets and control UDP sockets on every heartbeat network, and
+// AF_PACKET announcers when Config.Announce is set; then it calls Attach.
 func (n *Node) Open() (err error) {
+	var (
+		adv []AdvertConn
+		ctl []ControlConn
+		ann []Announcer
+	)
 	defer func() {
 		if err != nil {
-			n.closeAll()
+			for _, c := range adv {
+				c.Close()
+			}
+			for _, c := range ctl {
+				c.Close()
+			}
+			for _, a := range ann {
+				a.Close()
+			}
 		}
 	}()
-	var local []netip.Addr
 	for i, nw := range n.cfg.Networks {
 		c, err := vrrp.Listen(vrrp.Config{
 			Interface: nw.Interface, IPv6: nw.Peer.Is6() && !nw.Peer.Is4In6(), Src: nw.Local,
@@ -157,8 +201,7 @@ func (n *Node) Open() (err error) {
 		if err != nil {
 			return err
 		}
-		n.adv = append(n.adv, c)
-		local = append(local, c.Src())
+		adv = append(adv, c)
 		src := c.Src()
 		if src.IsLinkLocalUnicast() {
 			src = src.WithZone(nw.Interface)
@@ -167,7 +210,7 @@ func (n *Node) Open() (err error) {
 		if err != nil {
 			return fmt.Errorf("failover: control socket on network %d (%s): %w", i, nw.Interface, err)
 		}
-		n.ctl = append(n.ctl, uc)
+		ctl = append(ctl, uc)
 	}
 	if n.cfg.Announce {
 		ifs := n.cfg.AnnounceInterfaces
@@ -181,15 +224,34 @@ func (n *Node) Open() (err error) {
 			if err != nil {
 				return err
 			}
-			n.ann = append(n.ann, a)
+			ann = append(ann, a)
 		}
 	}
-	n.m, err = NewMachine(MachineConfig{
+	return n.Attach(adv, ctl, ann)
+}
+
+// Attach gives the node its sockets, one AdvertConn and one ControlConn
+// per configured network (in order), and builds the state machine. Open
+// calls it with real sockets; tests pass fakes. The node closes them when
+// Run returns.
+func (n *Node) Attach(adv []AdvertConn, ctl []ControlConn, ann []Announcer) error {
+	if len(adv) != len(n.cfg.Networks) || len(ctl) != len(n.cfg.Networks) {
+		return fmt.Errorf("%w: %d networks but %d advert and %d control sockets", ErrConfig, len(n.cfg.Networks), len(adv), len(ctl))
+	}
+	local := make([]netip.Addr, len(adv))
+	for i, c := range adv {
+		local[i] = c.Src().WithZone("")
+	}
+	m, err := NewMachine(MachineConfig{
 		VRID: n.cfg.VRID, Priority: n.cfg.Priority, Interval: n.cfg.Interval, Local: local,
 		Preempt: n.cfg.Preempt, PreemptDelay: n.cfg.PreemptDelay, Secret: n.cfg.Secret,
 		RequireSync: n.cfg.RequireSync,
 	}, cryptoRand)
-	return err
+	if err != nil {
+		return err
+	}
+	n.adv, n.ctl, n.ann, n.m = adv, ctl, ann, m
+	return nil
 }
 
 func listenControl(ifname string, local netip.Addr, port int) (*net.UDPConn, error) {
@@ -233,6 +295,10 @@ func (n *Node) syncNet() int {
 	}
 	return len(n.cfg.Networks) - 1
 }
+
+// Synced reports whether this node, as backup, has received a complete bulk
+// copy since it last became backup (safe for concurrent use).
+func (n *Node) Synced() bool { return n.synced.Load() }
 
 // State is the current role (safe for concurrent use).
 func (n *Node) State() State { return State(n.state.Load()) }
@@ -371,6 +437,7 @@ func (n *Node) advert(prio uint8) {
 }
 
 func (n *Node) apply(acts []Action) {
+	defer func() { n.synced.Store(n.m.Synced()) }()
 	for _, a := range acts {
 		switch a.Kind {
 		case ActAdvert:
@@ -457,7 +524,7 @@ func (n *Node) announce() {
 	n.annCancel = cancel
 	for _, a := range n.ann {
 		n.wg.Add(1)
-		go func(a *garp.Announcer) {
+		go func(a Announcer) {
 			defer n.wg.Done()
 			period := n.cfg.GARPPeriod
 			if period == 0 {
