@@ -150,7 +150,7 @@ type testNode struct {
 
 func startFakeNode(t *testing.T, hubs []*fakeHub, host byte, prio uint8, mod func(*Config), bulk BulkSender) *testNode {
 	t.Helper()
-	cfg := Config{VRID: 57, Priority: prio, Interval: 50 * time.Millisecond, Preempt: true, Secret: []byte("secret"),
+	cfg := Config{VRID: 57, Priority: prio, Interval: 100 * time.Millisecond, Preempt: true, Secret: []byte("secret"),
 		VIPs: []netip.Addr{netip.MustParseAddr("192.0.2.100")}, Announce: true}
 	for i := range hubs {
 		peer := byte(1)
@@ -224,7 +224,7 @@ func TestNodeOverFakeNetworks(t *testing.T) {
 
 	// One network down: no failover.
 	hubs[0].setUp(false)
-	time.Sleep(500 * time.Millisecond) // > 2 master-down intervals (about 190 ms)
+	time.Sleep(800 * time.Millisecond) // > 2 master-down intervals (about 380 ms)
 	if b.State() != StateBackup {
 		t.Fatal("B took over with one network up")
 	}
