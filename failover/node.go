@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/ulvs/ulvs/failover/ctlmsg"
 	"github.com/ulvs/ulvs/failover/garp"
@@ -258,7 +257,7 @@ func listenControl(ifname string, local netip.Addr, port int) (*net.UDPConn, err
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+			serr = bindToDevice(fd, ifname)
 		}); err != nil {
 			return err
 		}

@@ -90,7 +90,7 @@ func DialSender(cfg TransportConfig) (*UDPWriter, error) {
 		Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+				serr = bindToDevice(fd, ifi.Name)
 			})
 			if err != nil {
 				return err
@@ -152,7 +152,7 @@ func ListenReceiver(cfg TransportConfig) (*Receiver, error) {
 		err := rc.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 			if serr == nil {
-				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+				serr = bindToDevice(fd, ifi.Name)
 			}
 		})
 		if err != nil {
