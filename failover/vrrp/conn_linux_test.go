@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,8 +95,13 @@ func wait(t *testing.T, ch chan recv) recv {
 	return recv{}
 }
 
-func TestNetnsRawSockets(t *testing.T) {
-	needRoot(t)
+type pair struct{ nsA, nsB, ifA, ifB string }
+
+// setupPair creates two namespaces joined by a veth pair with IPv4
+// addresses 10.0.0.1 (and 10.0.0.9) / 10.0.0.2 and link-local fe80::a /
+// fe80::b, and waits for carrier.
+func setupPair(t *testing.T) pair {
+	t.Helper()
 	b := make([]byte, 3)
 	crand.Read(b)
 	sfx := hex.EncodeToString(b)
@@ -121,6 +128,13 @@ func TestNetnsRawSockets(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	return pair{nsA, nsB, ifA, ifB}
+}
+
+func TestNetnsRawSockets(t *testing.T) {
+	needRoot(t)
+	p := setupPair(t)
+	nsA, nsB, ifA, ifB := p.nsA, p.nsB, p.ifA, p.ifB
 
 	for _, tc := range []struct {
 		name       string
@@ -206,4 +220,111 @@ func TestNetnsRawSockets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetnsTsharkChecksum has Wireshark's VRRP dissector (an implementation
+// we did not write) decode our adverts off the wire and check their
+// checksums, IPv4 multicast, IPv4 unicast and IPv6.
+func TestNetnsTsharkChecksum(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"tcpdump", "tshark", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not installed (CI=true)", tool)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	p := setupPair(t)
+	pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
+	cap := exec.Command("nsenter", "--net=/run/netns/"+p.nsB, "--", "tcpdump", "--immediate-mode", "-U", "-n", "-i", p.ifB, "-w", pcap, "ip proto 112 or ip6 proto 112")
+	capErr := &syncBuf{}
+	cap.Stderr = capErr
+	if err := cap.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cap.Process.Kill(); cap.Wait() })
+	// tcpdump says "listening on" once it captures.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(capErr.String(), "listening on"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump did not start: %s", capErr.String())
+		}
+	}
+	peerB4, peerB6 := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fe80::b")
+	var conns []*Conn
+	inNS(t, p.nsA, func() {
+		for _, cfg := range []Config{
+			{Interface: p.ifA, Src: netip.MustParseAddr("10.0.0.1"), Peers: []netip.Addr{peerB4}, VRID: 57},
+			{Interface: p.ifA, Src: netip.MustParseAddr("10.0.0.1"), Peers: []netip.Addr{peerB4}, VRID: 58, Unicast: true},
+			{Interface: p.ifA, IPv6: true, Src: netip.MustParseAddr("fe80::a"), Peers: []netip.Addr{peerB6}, VRID: 59},
+		} {
+			c, err := Listen(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+	})
+	for _, c := range conns {
+		defer c.Close()
+	}
+	v4 := []netip.Addr{netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.0.0.101")}
+	v6 := []netip.Addr{netip.MustParseAddr("2001:db8::100")}
+	for i, c := range conns {
+		a := &Advert{VRID: uint8(57 + i), Priority: 150, Interval: 100, Addrs: v4}
+		if i == 2 {
+			a.Addrs = v6
+		}
+		if err := c.Send(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let tcpdump write (-U: per packet)
+	cap.Process.Signal(os.Interrupt)
+	cap.Wait()
+	t.Logf("tcpdump: %s", capErr.String())
+	out, err := exec.Command("tshark", "-r", pcap, "-o", "vrrp.v3_checksum_as_in_v2:FALSE", "-T", "fields",
+		"-e", "vrrp.virt_rtr_id", "-e", "vrrp.version", "-e", "vrrp.prio", "-e", "vrrp.short_adver_int", "-e", "vrrp.checksum.status", "-e", "ip.ttl", "-e", "ipv6.hlim").CombinedOutput()
+	if err != nil {
+		// Older/newer tshark may not know the preference: retry without it.
+		out, err = exec.Command("tshark", "-r", pcap, "-T", "fields",
+			"-e", "vrrp.virt_rtr_id", "-e", "vrrp.version", "-e", "vrrp.prio", "-e", "vrrp.short_adver_int", "-e", "vrrp.checksum.status", "-e", "ip.ttl", "-e", "ipv6.hlim").CombinedOutput()
+		if err != nil {
+			t.Fatalf("tshark: %v\n%s", err, out)
+		}
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(l, "\t")
+		if len(f) < 7 {
+			continue
+		}
+		seen[f[0]] = true
+		ttl := f[5] + f[6]
+		if f[1] != "3" || f[2] != "150" || f[3] != "100" || f[4] != "1" || ttl != "255" {
+			t.Errorf("tshark reads %q (want version 3, priority 150, interval 100, checksum status 1 = good, TTL 255)", l)
+		}
+	}
+	for _, id := range []string{"57", "58", "59"} {
+		if !seen[id] {
+			t.Errorf("advert with VRID %s not captured; tshark output:\n%s", id, out)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
