@@ -117,9 +117,13 @@
 // The active streams its whole table, templates included, as ordinary v1
 // sync messages unicast to the backup's address on the sync network, paced
 // to spare the backup's socket buffer, then sends an authenticated
-// bulk-done message with the number of entries. The backup then counts as
-// synced and may preempt. Entries keep flowing as ordinary incremental sync
-// afterwards. A lost datagram of the copy is not retransmitted: such a
-// connection reappears at its next incremental sync (in_pkts % 50 == 3, or
-// its next state change).
+// bulk-done message with the number of entries. When the runner knows how
+// many entries its sync receiver delivered (Config.SyncReceived), the copy
+// counts as complete only if at least that many arrived since the request;
+// otherwise the backup asks again a second later. Once complete, the backup
+// counts as synced and may preempt. Entries keep flowing as ordinary
+// incremental sync afterwards. Incremental sync and the copy share the
+// receiver, so the count is a check against lost datagrams, not an exact
+// proof; a connection lost on the way reappears at its next incremental
+// sync (in_pkts % 50 == 3, or its next state change).
 package failover

@@ -129,6 +129,13 @@ const (
 	// ActStartBulk: stream the whole connection table to From (it asked),
 	// then send a bulk-done message.
 	ActStartBulk
+	// ActSyncRequest: send Data (a sealed sync request) to From on Net, and
+	// note how many synced entries have arrived so far.
+	ActSyncRequest
+	// ActBulkDone: the active says its bulk copy of Count entries is
+	// complete. The runner checks that about as many arrived since the
+	// request and then steps EvSyncDone; otherwise the request is repeated.
+	ActBulkDone
 	// ActNetworkDown / ActNetworkUp: heartbeats stopped / resumed on Net
 	// while they continue on another network (not a failover).
 	ActNetworkDown
@@ -149,6 +156,10 @@ func (k ActionKind) String() string {
 		return "control"
 	case ActStartBulk:
 		return "start-bulk"
+	case ActSyncRequest:
+		return "sync-request"
+	case ActBulkDone:
+		return "bulk-done"
 	case ActNetworkDown:
 		return "network-down"
 	case ActNetworkUp:
@@ -167,7 +178,8 @@ type Action struct {
 	Priority uint8
 	Reason   string
 	Data     []byte
-	Err      error // ActReject
+	Count    uint32 // ActBulkDone
+	Err      error  // ActReject
 }
 
 // Machine is the failover state machine of one director: VRRPv3 election
@@ -273,7 +285,9 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		m.timers(now)
 		m.control(now, ev)
 	case EvSyncDone:
-		m.synced = true
+		if m.state == StateBackup {
+			m.synced = true
+		}
 		m.timers(now)
 	case EvShutdown:
 		m.shutdown()
@@ -414,7 +428,7 @@ func (m *Machine) advert(now time.Time, ev Event) {
 		m.masterDownAt = now.Add(m.MasterDownInterval())
 		if m.cfg.RequireSync && !m.synced && !now.Before(m.nextSyncReq) {
 			m.nextSyncReq = now.Add(m.cfg.SyncRetry)
-			m.emit(Action{Kind: ActControl, Net: ev.Net, From: ev.From, Data: m.seal(now, ctlmsg.SyncRequest, 0)})
+			m.emit(Action{Kind: ActSyncRequest, Net: ev.Net, From: ev.From, Data: m.seal(now, ctlmsg.SyncRequest, 0)})
 		}
 	case StateMaster:
 		if ev.Priority == 0 {
@@ -474,8 +488,8 @@ func (m *Machine) control(now time.Time, ev Event) {
 			m.emit(Action{Kind: ActStartBulk, Net: ev.Net, From: ev.From})
 		}
 	case ctlmsg.BulkDone:
-		if m.state == StateBackup {
-			m.synced = true
+		if m.state == StateBackup && !m.synced {
+			m.emit(Action{Kind: ActBulkDone, Net: ev.Net, From: ev.From, Count: msg.Arg})
 		}
 	default:
 		m.emit(Action{Kind: ActReject, Net: ev.Net, From: ev.From, Err: ctlmsg.ErrMagic})

@@ -114,6 +114,15 @@ func (s *sim) step(n *simNode, ev Event) {
 					}
 				}
 			}
+		case ActSyncRequest:
+			for _, o := range s.nodes {
+				if o != n && o.local[a.Net] == a.From && s.netUp[a.Net] {
+					s.queue = append(s.queue, delivery{o, Event{Kind: EvControl, Net: a.Net, From: n.local[a.Net], Data: append([]byte(nil), a.Data...)}})
+				}
+			}
+		case ActBulkDone:
+			// The runner found the copy complete.
+			s.queue = append(s.queue, delivery{n, Event{Kind: EvSyncDone}})
 		case ActStartBulk:
 			if n.noBulk {
 				continue

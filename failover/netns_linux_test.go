@@ -295,6 +295,7 @@ func TestHelperNode(t *testing.T) {
 	syncIf := hc.Interfaces[len(hc.Interfaces)-1]
 	if hc.Sync {
 		cfg.RequireSync = true
+		cfg.SyncReceived = func() uint64 { return uint64(synced.Load()) }
 		rc, err := connsync.ListenReceiver(connsync.TransportConfig{Interface: syncIf, Peer: netip.MustParseAddr(hc.Peers[len(hc.Peers)-1])})
 		if err != nil {
 			fmt.Println("FATAL", err)

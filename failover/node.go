@@ -74,6 +74,12 @@ type Config struct {
 	// AnnounceInterfaces overrides where the burst goes (default: the
 	// heartbeat interfaces).
 	AnnounceInterfaces []string
+	// SyncReceived, when set, returns the number of connections the
+	// backup's sync receiver has delivered so far (a counter). A bulk copy
+	// then counts as complete only when at least as many entries as the
+	// active announced arrived after the request; otherwise the backup asks
+	// again. Nil trusts the bulk-done message.
+	SyncReceived func() uint64
 }
 
 // Node runs the state machine over real sockets: VRRPv3 on raw sockets on
@@ -100,6 +106,9 @@ type Node struct {
 
 	rejectLogged     time.Time
 	rejectSuppressed uint64
+	recvAtRequest    uint64 // SyncReceived() when the first pending request went out
+	requestPending   bool
+	syncDone         bool // to step EvSyncDone after the current actions
 	wg               sync.WaitGroup
 }
 
@@ -436,7 +445,14 @@ func (n *Node) advert(prio uint8) {
 }
 
 func (n *Node) apply(acts []Action) {
-	defer func() { n.synced.Store(n.m.Synced()) }()
+	defer func() {
+		if n.syncDone {
+			// Stepped after the loop: Step reuses the action slice.
+			n.syncDone = false
+			n.apply(n.m.Step(time.Now(), Event{Kind: EvSyncDone}))
+		}
+		n.synced.Store(n.m.Synced())
+	}()
 	for _, a := range acts {
 		switch a.Kind {
 		case ActAdvert:
@@ -466,6 +482,24 @@ func (n *Node) apply(acts []Action) {
 			for i, nw := range n.cfg.Networks {
 				n.sendControl(i, nw.Peer, a.Data)
 			}
+		case ActSyncRequest:
+			if !n.requestPending && n.cfg.SyncReceived != nil {
+				n.recvAtRequest = n.cfg.SyncReceived()
+			}
+			n.requestPending = true
+			n.sendControl(a.Net, a.From, a.Data)
+		case ActBulkDone:
+			if n.cfg.SyncReceived != nil {
+				got := n.cfg.SyncReceived() - n.recvAtRequest
+				if got < uint64(a.Count) {
+					n.log.Warn().Uint64("received", got).Uint32("sent", a.Count).Msg("failover: bulk copy incomplete; asking again")
+					n.requestPending = false
+					continue
+				}
+			}
+			n.requestPending = false
+			n.syncDone = true
+			n.log.Info().Uint32("entries", a.Count).Msg("failover: bulk copy complete")
 		case ActStartBulk:
 			if n.bulk == nil {
 				n.log.Warn().Stringer("from", a.From).Msg("failover: sync requested but sync is off here")

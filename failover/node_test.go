@@ -267,7 +267,12 @@ func indexOf(hubs []*fakeHub, h *fakeHub) int {
 func TestNodeBulkSyncGatesFailback(t *testing.T) {
 	hubs := []*fakeHub{newHub(), newHub()}
 	release := make(chan struct{})
-	var bulkTo atomic.Value
+	var (
+		bulkTo    atomic.Value
+		bulks     atomic.Int64
+		deliverOK atomic.Bool
+		received  atomic.Uint64 // A's sync receiver counter
+	)
 	bulk := func(ctx context.Context, to netip.Addr) (int, error) {
 		bulkTo.Store(to)
 		select {
@@ -275,13 +280,17 @@ func TestNodeBulkSyncGatesFailback(t *testing.T) {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
+		bulks.Add(1)
+		if deliverOK.Load() {
+			received.Add(42) // the entries reach A's receiver
+		}
 		return 42, nil
 	}
 	// 100 ms adverts: A must hear B before its own down timer fires, even
 	// on a loaded machine.
-	b := startFakeNode(t, hubs, 2, 100, func(c *Config) { c.SyncInterface = "n0"; c.Interval = 100 * time.Millisecond }, bulk)
+	b := startFakeNode(t, hubs, 2, 100, func(c *Config) { c.SyncInterface = "n0" }, bulk)
 	eventually(t, "B active alone", func() bool { return b.State() == StateMaster })
-	a := startFakeNode(t, hubs, 1, 150, func(c *Config) { c.RequireSync = true; c.Interval = 100 * time.Millisecond }, nil)
+	a := startFakeNode(t, hubs, 1, 150, func(c *Config) { c.RequireSync = true; c.SyncReceived = received.Load }, nil)
 	eventually(t, "B streams a bulk copy to A", func() bool { return bulkTo.Load() != nil })
 	if to := bulkTo.Load().(netip.Addr); to != netip.MustParseAddr("10.0.0.1") {
 		t.Fatalf("bulk copy sent to %v, want A's address on B's sync network n0", to)
@@ -290,8 +299,15 @@ func TestNodeBulkSyncGatesFailback(t *testing.T) {
 	if a.State() != StateBackup || a.Synced() {
 		t.Fatal("A preempted before its bulk copy was complete")
 	}
+	// The copy completes but its datagrams are lost: A must ask again and
+	// stay backup.
 	close(release)
-	eventually(t, "A synced and active", func() bool { return a.Synced() || a.State() == StateMaster })
+	eventually(t, "A asks again after an incomplete copy", func() bool { return bulks.Load() >= 2 })
+	if a.State() != StateBackup || a.Synced() {
+		t.Fatal("A took an incomplete bulk copy as complete")
+	}
+	deliverOK.Store(true)
+	eventually(t, "A synced or active", func() bool { return a.Synced() || a.State() == StateMaster })
 	eventually(t, "A active, B backup", func() bool { return a.State() == StateMaster && b.State() == StateBackup })
 }
 
