@@ -90,9 +90,10 @@ type Node struct {
 	dir    Director
 	log    zerolog.Logger
 	bulk   BulkSender
-	m      *Machine
-	state  atomic.Uint32
-	synced atomic.Bool
+	m       *Machine
+	state   atomic.Uint32
+	synced  atomic.Bool
+	netDown atomic.Uint64 // bit i: heartbeat network i down
 
 	adv   []AdvertConn
 	ctl   []ControlConn
@@ -302,6 +303,25 @@ func (n *Node) syncNet() int {
 		}
 	}
 	return len(n.cfg.Networks) - 1
+}
+
+// Status is a snapshot for the control API and metrics.
+type Status struct {
+	State  State
+	Synced bool
+	// NetworkDown[i] is true while heartbeats are missing on network i but
+	// heard on another (as seen by a backup).
+	NetworkDown []bool
+}
+
+// Status returns the node's status (safe for concurrent use).
+func (n *Node) Status() Status {
+	st := Status{State: n.State(), Synced: n.Synced(), NetworkDown: make([]bool, len(n.cfg.Networks))}
+	bits := n.netDown.Load()
+	for i := range st.NetworkDown {
+		st.NetworkDown[i] = i < 64 && bits&(1<<uint(i)) != 0
+	}
+	return st
 }
 
 // Synced reports whether this node, as backup, has received a complete bulk
@@ -526,8 +546,10 @@ func (n *Node) apply(acts []Action) {
 				}
 			}()
 		case ActNetworkDown:
+			n.netDown.Or(1 << (uint(a.Net) & 63))
 			n.log.Error().Int("network", a.Net).Str("interface", n.cfg.Networks[a.Net].Interface).Str("reason", a.Reason).Msg("failover: heartbeat network down (peer still heard on another network; no failover)")
 		case ActNetworkUp:
+			n.netDown.And(^uint64(1 << (uint(a.Net) & 63)))
 			n.log.Warn().Int("network", a.Net).Str("interface", n.cfg.Networks[a.Net].Interface).Msg("failover: heartbeat network up again")
 		case ActReject:
 			if errors.Is(a.Err, ctlmsg.ErrReplayed) {

@@ -228,7 +228,11 @@ func TestNodeOverFakeNetworks(t *testing.T) {
 	if b.State() != StateBackup {
 		t.Fatal("B took over with one network up")
 	}
+	if st := b.Status(); !st.NetworkDown[0] || st.NetworkDown[1] {
+		t.Fatalf("B's status %+v: want network 0 down", st)
+	}
 	hubs[0].setUp(true)
+	eventually(t, "network 0 reported up", func() bool { return !b.Status().NetworkDown[0] })
 
 	// Crash A on both networks: B takes over and fences A on every network.
 	sent := b.ctls[0].sent.Load() + b.ctls[1].sent.Load()
