@@ -86,10 +86,10 @@ type Config struct {
 // every heartbeat network, the control messages over UDP, the announcement
 // bursts on AF_PACKET.
 type Node struct {
-	cfg    Config
-	dir    Director
-	log    zerolog.Logger
-	bulk   BulkSender
+	cfg     Config
+	dir     Director
+	log     zerolog.Logger
+	bulk    BulkSender
 	m       *Machine
 	state   atomic.Uint32
 	synced  atomic.Bool
