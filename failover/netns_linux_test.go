@@ -478,7 +478,7 @@ vrrp_instance VI_1 {
     priority %d
     advert_int 0.2
     virtual_ipaddress {
-        10.0.0.100/24
+        %s
     }
 %s}
 `
@@ -489,26 +489,26 @@ const keepalivedUnicast = `    unicast_src_ip 10.0.0.1
     }
 `
 
-func startKeepalived(t *testing.T, ns, ifname string, prio int, unicast bool) *proc {
+func startKeepalived(t *testing.T, ns, ifname string, prio int, unicast bool, vip string) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedConf, ifname, prio, map[bool]string{true: keepalivedUnicast}[unicast])), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedConf, ifname, prio, vip, map[bool]string{true: keepalivedUnicast}[unicast])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startIn(t, "keepalived", ns, haveChrt(), nil, "keepalived", "-n", "-l", "-D", "-G", "-P", "-f", conf,
 		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid"))
 }
 
-func hasVIP(t *testing.T, ns, ifname string) bool {
-	return strings.Contains(sh(t, "ip", "-n", ns, "-4", "addr", "show", "dev", ifname), "10.0.0.100/")
+func hasVIP(t *testing.T, ns, ifname, vip string) bool {
+	return strings.Contains(sh(t, "ip", "-n", ns, "addr", "show", "dev", ifname), " "+vip+"/")
 }
 
-func waitVIP(t *testing.T, ns, ifname string, want bool, timeout time.Duration) time.Time {
+func waitVIP(t *testing.T, ns, ifname, vip string, want bool, timeout time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if hasVIP(t, ns, ifname) == want {
+		if hasVIP(t, ns, ifname, vip) == want {
 			return time.Now()
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -526,24 +526,39 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 		kPrio, uPrio   int
 		keepalivedWins bool
 		unicast        bool
+		v6             bool
 	}{
-		{"keepalived master, ulvs backup", 150, 100, true, false},
-		{"ulvs master, keepalived backup", 100, 150, false, false},
-		{"unicast keepalived master, ulvs backup", 150, 100, true, true},
-		{"unicast ulvs master, keepalived backup", 100, 150, false, true},
+		{"keepalived master, ulvs backup", 150, 100, true, false, false},
+		{"ulvs master, keepalived backup", 100, 150, false, false, false},
+		{"unicast keepalived master, ulvs backup", 150, 100, true, true, false},
+		{"unicast ulvs master, keepalived backup", 100, 150, false, true, false},
+		{"ipv6 keepalived master, ulvs backup", 150, 100, true, false, true},
+		{"ipv6 ulvs master, keepalived backup", 100, 150, false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sfx := suffix()
 			nsK := newNS(t, "ulvsfoK"+sfx)
 			nsU := newNS(t, "ulvsfoU"+sfx)
 			kif, uif := "fk0"+sfx, "fu0"+sfx
+			vip, vipLen, peer := "10.0.0.100", "/24", "10.0.0.1"
+			if tc.v6 {
+				// Only fe80::1 / fe80::2 as link-local addresses (no DAD).
+				for _, ns := range []string{nsK, nsU} {
+					sh(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")
+				}
+				vip, vipLen, peer = "2001:db8::100", "/64", "fe80::1"
+			}
 			link(t, nsK, kif, "10.0.0.1/24", nsU, uif, "10.0.0.2/24")
-			k := startKeepalived(t, nsK, kif, tc.kPrio, tc.unicast)
+			if tc.v6 {
+				sh(t, "ip", "-n", nsK, "-6", "addr", "add", "fe80::1/64", "dev", kif, "nodad")
+				sh(t, "ip", "-n", nsU, "-6", "addr", "add", "fe80::2/64", "dev", uif, "nodad")
+			}
+			k := startKeepalived(t, nsK, kif, tc.kPrio, tc.unicast, vip+vipLen)
 			u := startNode(t, "ulvs", nsU, helperConfig{VRID: 57, Priority: uint8(tc.uPrio), IntervalMS: 200,
-				Interfaces: []string{uif}, Peers: []string{"10.0.0.1"}, VIPs: []string{"10.0.0.100"}, Preempt: true, Secret: "x", Unicast: tc.unicast})
+				Interfaces: []string{uif}, Peers: []string{peer}, VIPs: []string{vip}, Preempt: true, Secret: "x", Unicast: tc.unicast})
 			if tc.keepalivedWins {
 				k.waitLine(t, "Entering MASTER STATE", time.Time{}, 10*time.Second)
-				waitVIP(t, nsK, kif, true, 2*time.Second)
+				waitVIP(t, nsK, kif, vip, true, 2*time.Second)
 				// Started together, ulvs may be active for a moment before
 				// keepalived's first advert; then it must stay backup.
 				time.Sleep(500 * time.Millisecond)
@@ -564,7 +579,7 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 				// keepalived must settle as backup and stay there.
 				k.waitLine(t, "Entering BACKUP STATE", time.Time{}, 10*time.Second)
 				time.Sleep(time.Second)
-				if hasVIP(t, nsK, kif) {
+				if hasVIP(t, nsK, kif, vip) {
 					t.Fatal("keepalived holds the VIP while ulvs (higher priority) is master")
 				}
 				if n := k.count("Entering MASTER STATE", time.Now().Add(-800*time.Millisecond)); n != 0 {
@@ -573,7 +588,7 @@ func TestNetnsKeepalivedInterop(t *testing.T) {
 				killAt := time.Now()
 				u.kill()
 				k.waitLine(t, "Entering MASTER STATE", killAt, 3*time.Second)
-				took := waitVIP(t, nsK, kif, true, 3*time.Second).Sub(killAt)
+				took := waitVIP(t, nsK, kif, vip, true, 3*time.Second).Sub(killAt)
 				t.Logf("keepalived took over from killed ulvs in %v", took)
 			}
 			for _, bad := range []string{"checksum", "bogus", "invalid", "mismatch"} {
