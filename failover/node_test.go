@@ -208,9 +208,9 @@ func TestNodeOverFakeNetworks(t *testing.T) {
 	a := startFakeNode(t, hubs, 1, 150, nil, nil)
 	b := startFakeNode(t, hubs, 2, 100, nil, nil)
 	eventually(t, "A active, B backup", func() bool { return a.State() == StateMaster && b.State() == StateBackup })
-	if a.ann.n.Load() < 1 || a.dir.active.Load() < 1 {
-		t.Fatal("takeover did not call the director and the announcer")
-	}
+	// The role is published before the director is called and the burst
+	// (its own goroutine) starts.
+	eventually(t, "takeover calls the director and the announcer", func() bool { return a.ann.n.Load() >= 1 && a.dir.active.Load() >= 1 })
 
 	// Full partition: both active; heal: the VRRP winner stays.
 	for _, h := range hubs {
