@@ -108,6 +108,9 @@ type Event struct {
 	// IntervalCS is the advert's Max Advertise Interval in centiseconds.
 	IntervalCS uint16
 	Data       []byte // EvControl
+	// At is when the event was received (runners stamp it at the socket);
+	// Step ignores it: a runner passes it as Step's now (see Node.Run).
+	At time.Time
 }
 
 // ActionKind says what the runner must do.

@@ -107,7 +107,8 @@ type Node struct {
 
 	rejectLogged     time.Time
 	rejectSuppressed uint64
-	recvAtRequest    uint64 // SyncReceived() when the first pending request went out
+	last             time.Time // the machine's clock: the latest Step time
+	recvAtRequest    uint64    // SyncReceived() when the first pending request went out
 	requestPending   bool
 	syncDone         bool // to step EvSyncDone after the current actions
 	wg               sync.WaitGroup
@@ -350,7 +351,22 @@ func (n *Node) Run(ctx context.Context) error {
 		go n.readAdverts(rctx, i)
 		go n.readControl(rctx, i)
 	}
-	n.apply(n.m.Step(time.Now(), Event{Kind: EvStart}))
+	// Events are stepped at the time they were received, and every pending
+	// event is stepped before a timer: when this goroutine was starved
+	// (GC pause, loaded CPU), adverts that arrived in time must reset the
+	// down timer before it is seen to expire, or a backup would take over
+	// from a live active.
+	n.step(Event{Kind: EvStart})
+	drain := func() {
+		for {
+			select {
+			case ev := <-n.evs:
+				n.step(ev)
+			default:
+				return
+			}
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -361,13 +377,14 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			n.apply(n.m.Step(time.Now(), Event{Kind: EvShutdown}))
+			n.step(Event{Kind: EvShutdown})
 			if n.annCancel != nil {
 				n.annCancel()
 			}
 			return nil
 		case ev := <-n.evs:
-			n.apply(n.m.Step(time.Now(), ev))
+			n.step(ev)
+			drain()
 		case b := <-n.bulkc:
 			n.bulkBusy = false
 			if b.err != nil {
@@ -378,9 +395,24 @@ func (n *Node) Run(ctx context.Context) error {
 			n.sendControl(b.net, b.to, msg)
 			n.log.Info().Stringer("to", b.to).Int("entries", b.n).Msg("failover: bulk sync sent")
 		case <-timer.C:
-			n.apply(n.m.Step(time.Now(), Event{Kind: EvTick}))
+			drain()
+			n.step(Event{Kind: EvTick})
 		}
 	}
+}
+
+// step runs the machine on ev at ev's receive time (or now), keeping the
+// machine's clock monotonic.
+func (n *Node) step(ev Event) {
+	now := time.Now()
+	if !ev.At.IsZero() && ev.At.Before(now) {
+		now = ev.At
+	}
+	if now.Before(n.last) {
+		now = n.last
+	}
+	n.last = now
+	n.apply(n.m.Step(now, ev))
 }
 
 func (n *Node) readAdverts(ctx context.Context, i int) {
@@ -403,7 +435,7 @@ func (n *Node) readAdverts(ctx context.Context, i int) {
 			continue
 		}
 		select {
-		case n.evs <- Event{Kind: EvAdvert, Net: i, From: from, Priority: a.Priority, IntervalCS: a.Interval}:
+		case n.evs <- Event{Kind: EvAdvert, Net: i, From: from, Priority: a.Priority, IntervalCS: a.Interval, At: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -427,7 +459,7 @@ func (n *Node) readControl(ctx context.Context, i int) {
 			continue // only the configured peer
 		}
 		select {
-		case n.evs <- Event{Kind: EvControl, Net: i, From: src, Data: append([]byte(nil), buf[:k]...)}:
+		case n.evs <- Event{Kind: EvControl, Net: i, From: src, Data: append([]byte(nil), buf[:k]...), At: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -469,7 +501,7 @@ func (n *Node) apply(acts []Action) {
 		if n.syncDone {
 			// Stepped after the loop: Step reuses the action slice.
 			n.syncDone = false
-			n.apply(n.m.Step(time.Now(), Event{Kind: EvSyncDone}))
+			n.step(Event{Kind: EvSyncDone})
 		}
 		n.synced.Store(n.m.Synced())
 	}()
