@@ -68,7 +68,7 @@ func (t *Table) In(f *scheduler.Flow, tcpFlags uint8, now int64, c *Conn) Verdic
 		return DropNoDest
 	}
 	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, ticks(now))
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, ticks(now))
 	if !ok {
 		return Miss
 	}
@@ -94,7 +94,7 @@ func (t *Table) Out(f *scheduler.Flow, tcpFlags uint8, now int64, c *Conn) Verdi
 	}
 	e := t.at(s, li)
 	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, true, ticks(now))
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, true, ticks(now))
 	if !ok {
 		return Miss
 	}
@@ -135,7 +135,7 @@ func (t *Table) LookupOut(f *scheduler.Flow, c *Conn) bool {
 // step applies one packet to e: the state transition, NOOUTPUT, the
 // active/inactive counters and the expiry, with one compare-and-swap of the
 // ctl word. It fails if the entry was freed meanwhile.
-func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
+func (t *Table) step(s *shard, li uint32, e *entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
 	g := ctlGen(c)
 	for {
 		nc := c
@@ -158,6 +158,9 @@ func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT u
 		nc = ctlWith(nc, nowT+to)
 		if nc == c || e.ctl.CompareAndSwap(c, nc) {
 			t.afterStep(e, c, nc, proto, output)
+			if int32(ctlExpiry(nc)>>slotShift-e.filed.Load()) < 0 {
+				t.refile(s, li, nc)
+			}
 			return nc, true
 		}
 		c = e.ctl.Load()
@@ -165,6 +168,24 @@ func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT u
 			return c, false
 		}
 	}
+}
+
+// refile moves an entry whose expiry got shorter (a state change such as
+// ESTABLISHED -> CLOSE) to its earlier wheel slot, so that it expires on
+// time. It runs on state changes only, never for a plain refresh, and
+// gives up rather than wait if the shard is busy (the entry then expires
+// when its old slot comes round).
+func (t *Table) refile(s *shard, li uint32, nc uint64) {
+	if !s.mu.TryLock() {
+		return
+	}
+	e := t.at(s, li)
+	c := e.ctl.Load()
+	if c&ctlLive != 0 && ctlGen(c) == ctlGen(nc) && e.wprev != nilIdx {
+		t.wheelDel(s, li)
+		t.wheelAdd(s, li, ctlExpiry(c), ctlExpiry(c))
+	}
+	s.mu.Unlock()
 }
 
 // afterStep does what follows a won transition: counter moves and
@@ -393,7 +414,7 @@ func (t *Table) Connect(svc *Service, f *scheduler.Flow, tcpFlags uint8, now int
 		}
 		e := t.at(s, li)
 		t.fill(e, si, li, ctl, c)
-		nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, nowT)
+		nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, nowT)
 		if !ok {
 			return Existing // freed meanwhile; c still describes it
 		}
@@ -443,7 +464,7 @@ func (t *Table) Connect(svc *Service, f *scheduler.Flow, tcpFlags uint8, now int
 	s.mu.Unlock()
 
 	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, nowT)
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, nowT)
 	if ok {
 		c.InPkts = e.inPkts.Add(1)
 		c.setDyn(nc)

@@ -93,6 +93,7 @@ type entry struct {
 	inPkts  atomic.Uint32
 	timeout atomic.Uint32 // ticks; templates only (others use the state table)
 	fwmark  atomic.Uint32
+	filed   atomic.Uint32 // wheel slot (absolute) the entry is filed under
 	wnext   uint32 // wheel or free-list link, under the shard lock
 	wprev   uint32
 }
@@ -389,11 +390,13 @@ func (t *Table) wheelAdd(s *shard, li uint32, exp uint32, nowTick uint32) {
 	if int32(slot-s.wheelNext) < 0 {
 		slot = s.wheelNext
 	}
-	if slot-s.wheelNext >= wheelSize {
-		slot = s.wheelNext + wheelSize - 1
+	// Never the slot Sweep may be processing right now (wheelNext-1).
+	if slot-s.wheelNext >= wheelSize-1 {
+		slot = s.wheelNext + wheelSize - 2
 	}
 	i := slot & wheelMask
 	e := t.at(s, li)
+	e.filed.Store(slot)
 	e.wprev = headMarker | i
 	e.wnext = s.wheel[i]
 	if e.wnext != nilIdx {
