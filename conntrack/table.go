@@ -94,7 +94,7 @@ type entry struct {
 	timeout atomic.Uint32 // ticks; templates only (others use the state table)
 	fwmark  atomic.Uint32
 	filed   atomic.Uint32 // wheel slot (absolute) the entry is filed under
-	wnext   uint32 // wheel or free-list link, under the shard lock
+	wnext   uint32        // wheel or free-list link, under the shard lock
 	wprev   uint32
 }
 

@@ -1,0 +1,257 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ulvs/ulvs/scheduler"
+)
+
+// nthFlow returns a distinct IPv4 TCP flow for each n (client address and
+// port vary).
+func nthFlow(n int) scheduler.Flow {
+	f := flow("10.0.0.0", 0, "192.0.2.1", 80, ProtoTCP)
+	binary.BigEndian.PutUint32(f.Src[12:], 0x0a000000|uint32(n>>12))
+	f.SrcPort = uint16(1024 + n&0xfff)
+	return f
+}
+
+func TestZeroAllocs(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 1 << 12})
+	s, _ := addServer(t, tb, "10.1.0.1:8080", MethodMasq, 0, 0)
+	sched := &fixedSched{d: s.Dest}
+	svc := svcOf("192.0.2.1", 80, ProtoTCP)
+	psvc := svcOf("192.0.2.1", 80, ProtoTCP)
+	psvc.PersistTimeout = 60
+	// Warm up: allocate every chunk once, then empty the table.
+	for i := 0; i < tb.Cap(); i++ {
+		f := nthFlow(i)
+		var c Conn
+		tb.Connect(svc, &f, TCPSyn, 0, sched, &c)
+	}
+	tb.Flush()
+
+	f := nthFlow(1)
+	var c Conn
+	tb.Connect(svc, &f, TCPSyn, 0, sched, &c)
+	r := reply(&c)
+	now := int64(0)
+	if n := testing.AllocsPerRun(1000, func() {
+		now += 1e6
+		if tb.In(&f, TCPAck, now, &c) != Hit {
+			t.Fatal("miss")
+		}
+	}); n != 0 {
+		t.Errorf("In (established): %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		now += 1e6
+		if tb.Out(&r, TCPAck, now, &c) != Hit {
+			t.Fatal("miss")
+		}
+	}); n != 0 {
+		t.Errorf("Out (established): %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		if !tb.LookupIn(&f, &c) || !tb.LookupOut(&r, &c) {
+			t.Fatal("miss")
+		}
+	}); n != 0 {
+		t.Errorf("LookupIn/LookupOut: %v allocs", n)
+	}
+	// The flow handed to Connect escapes (Connect passes it to the
+	// Scheduler interface), so a worker keeps it in its own long-lived
+	// state, as the forwarder does; nothing is allocated per call.
+	w := &struct{ flow scheduler.Flow }{}
+	i := 100
+	if n := testing.AllocsPerRun(1000, func() {
+		i++
+		w.flow = nthFlow(i)
+		var nc Conn
+		if tb.Connect(svc, &w.flow, TCPSyn, now, sched, &nc) != Created {
+			t.Fatal("not created")
+		}
+		tb.Expire(&nc, now)
+	}); n != 0 {
+		t.Errorf("Connect (new flow, steady state): %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		i++
+		w.flow = nthFlow(i)
+		var nc Conn
+		if tb.Connect(psvc, &w.flow, TCPSyn, now, sched, &nc) != Created {
+			t.Fatal("not created")
+		}
+		tb.Expire(&nc, now)
+	}); n != 0 {
+		t.Errorf("Connect (persistent, steady state): %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		now += 10 * sec
+		tb.Sweep(now)
+	}); n != 0 {
+		t.Errorf("Sweep: %v allocs", n)
+	}
+}
+
+// TestMemoryPerConnection inserts 1M IPv4 connections and divides the heap
+// growth (table and indexes included) by 1M.
+func TestMemoryPerConnection(t *testing.T) {
+	const n = 1 << 20
+	const bound = 128
+	runtime.GC()
+	var m1, m2 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	tb := newTable(t, Config{MaxConns: n})
+	s, _ := addServer(t, tb, "10.1.0.1:80", MethodMasq, 0, 0)
+	sched := &fixedSched{d: s.Dest}
+	svc := svcOf("192.0.2.1", 80, ProtoTCP)
+	var c Conn
+	created := 0
+	for i := 0; i < n; i++ {
+		f := nthFlow(i)
+		if tb.Connect(svc, &f, TCPSyn, 0, sched, &c) == Created {
+			created++
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m2)
+	if created < n*99/100 {
+		t.Fatalf("only %d of %d connections fit (shard imbalance)", created, n)
+	}
+	per := float64(m2.HeapAlloc-m1.HeapAlloc) / float64(created)
+	t.Logf("%d connections: %.1f bytes each (entry %d bytes), cap %d, shards %d", created, per, EntrySize, tb.Cap(), tb.Shards())
+	if per > bound {
+		t.Fatalf("%.1f bytes per connection, bound %d", per, bound)
+	}
+	runtime.KeepAlive(tb)
+}
+
+// --- benchmarks ----------------------------------------------------------------
+
+const benchConns = 1 << 20
+
+var benchTable struct {
+	tb    *Table
+	flows []scheduler.Flow
+	outs  []scheduler.Flow
+}
+
+func benchSetup(b *testing.B) (*Table, []scheduler.Flow, []scheduler.Flow) {
+	if benchTable.tb != nil {
+		return benchTable.tb, benchTable.flows, benchTable.outs
+	}
+	tb, err := New(Config{MaxConns: benchConns * 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := scheduler.NewDest(mustAP("10.1.0.1:8080"), 1, 0, 0)
+	if _, err := tb.RegisterDest(d, MethodMasq); err != nil {
+		b.Fatal(err)
+	}
+	svc := svcOf("192.0.2.1", 80, ProtoTCP)
+	sched := &fixedSched{d: d}
+	flows := make([]scheduler.Flow, benchConns)
+	outs := make([]scheduler.Flow, benchConns)
+	var c Conn
+	for i := range flows {
+		flows[i] = nthFlow(i)
+		if tb.Connect(svc, &flows[i], TCPSyn, 0, sched, &c) != Created {
+			b.Fatal("prefill failed")
+		}
+		tb.In(&flows[i], TCPAck, 0, &c)
+		outs[i] = reply(&c)
+	}
+	benchTable.tb, benchTable.flows, benchTable.outs = tb, flows, outs
+	return tb, flows, outs
+}
+
+func benchParallel(b *testing.B, procs int, fn func(i int)) {
+	old := runtime.GOMAXPROCS(procs)
+	defer runtime.GOMAXPROCS(old)
+	var seed atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine walks the flows in its own pseudo-random order.
+		x := seed.Add(0x9e3779b97f4a7c15)
+		for pb.Next() {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			fn(int(x % benchConns))
+		}
+	})
+}
+
+func procsList() []int {
+	ps := []int{1, 2}
+	if n := runtime.NumCPU(); n > 2 {
+		ps = append(ps, n)
+	}
+	return ps
+}
+
+// BenchmarkLookup: In (lookup + state step + refresh + in_pkts) and the
+// read-only LookupIn/LookupOut, uniformly random over 1M established flows.
+func BenchmarkLookup(b *testing.B) {
+	tb, flows, outs := benchSetup(b)
+	for _, p := range procsList() {
+		b.Run(fmt.Sprintf("In/procs=%d", p), func(b *testing.B) {
+			benchParallel(b, p, func(i int) {
+				var c Conn
+				if tb.In(&flows[i], TCPAck, 1e6, &c) != Hit {
+					b.Fatal("miss")
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("Out/procs=%d", p), func(b *testing.B) {
+			benchParallel(b, p, func(i int) {
+				var c Conn
+				if tb.Out(&outs[i], TCPAck, 1e6, &c) != Hit {
+					b.Fatal("miss")
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("LookupIn/procs=%d", p), func(b *testing.B) {
+			benchParallel(b, p, func(i int) {
+				var c Conn
+				if !tb.LookupIn(&flows[i], &c) {
+					b.Fatal("miss")
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkConnect inserts new flows into a table holding 1M connections,
+// expiring each right after (so the table stays at 1M): one op = one
+// insert plus one delete.
+func BenchmarkConnect(b *testing.B) {
+	tb, _, _ := benchSetup(b)
+	d := tb.Dest(1)
+	svc := svcOf("192.0.2.1", 80, ProtoTCP)
+	for _, p := range procsList() {
+		b.Run(fmt.Sprintf("procs=%d", p), func(b *testing.B) {
+			var next atomic.Int64
+			next.Store(benchConns * 4)
+			old := runtime.GOMAXPROCS(p)
+			defer runtime.GOMAXPROCS(old)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				sched := &fixedSched{d: d}
+				var c Conn
+				var f scheduler.Flow
+				for pb.Next() {
+					f = nthFlow(int(next.Add(1)))
+					if tb.Connect(svc, &f, TCPSyn, 1e6, sched, &c) != Created {
+						b.Fatal("not created")
+					}
+					tb.Expire(&c, 1e6)
+				}
+			})
+		})
+	}
+}
