@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/ulvs/ulvs/scheduler"
@@ -148,10 +149,8 @@ func benchSetup(b *testing.B) (*Table, []scheduler.Flow, []scheduler.Flow) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := scheduler.NewDest(mustAP("10.1.0.1:8080"), 1, 0, 0)
-	if _, err := tb.RegisterDest(d, MethodMasq); err != nil {
-		b.Fatal(err)
-	}
+	srv, _ := addServer(b, tb, "10.1.0.1:8080", MethodMasq, 0, 0)
+	d := srv.Dest
 	svc := svcOf("192.0.2.1", 80, ProtoTCP)
 	sched := &fixedSched{d: d}
 	flows := make([]scheduler.Flow, benchConns)
@@ -169,10 +168,32 @@ func benchSetup(b *testing.B) (*Table, []scheduler.Flow, []scheduler.Flow) {
 	return tb, flows, outs
 }
 
+// cpuTime returns the process's user+system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// reportCPU adds cpu-ns/op: CPU time (all threads) per operation, which
+// stays meaningful on a shared machine where wall time does not.
+func reportCPU(b *testing.B, start int64) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
 func benchParallel(b *testing.B, procs int, fn func(i int)) {
+	benchParallelN(b, procs, benchConns, fn)
+}
+
+// benchParallelN draws flow indexes uniformly from [0, n).
+func benchParallelN(b *testing.B, procs, n int, fn func(i int)) {
 	old := runtime.GOMAXPROCS(procs)
 	defer runtime.GOMAXPROCS(old)
 	var seed atomic.Uint64
+	start := cpuTime()
+	defer func() { reportCPU(b, start) }()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		// Each goroutine walks the flows in its own pseudo-random order.
@@ -181,7 +202,7 @@ func benchParallel(b *testing.B, procs int, fn func(i int)) {
 			x ^= x << 13
 			x ^= x >> 7
 			x ^= x << 17
-			fn(int(x % benchConns))
+			fn(int(x % uint64(n)))
 		}
 	})
 }
@@ -223,6 +244,24 @@ func BenchmarkLookup(b *testing.B) {
 				}
 			})
 		})
+		// The same table, but packets drawn from 4096 busy flows (their
+		// entries stay in cache): the cost of the code itself.
+		b.Run(fmt.Sprintf("InHot64/procs=%d", p), func(b *testing.B) {
+			benchParallelN(b, p, 64, func(i int) {
+				var c Conn
+				if tb.In(&flows[i*255], TCPAck, 1e6, &c) != Hit {
+					b.Fatal("miss")
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("InHot4K/procs=%d", p), func(b *testing.B) {
+			benchParallelN(b, p, 4096, func(i int) {
+				var c Conn
+				if tb.In(&flows[i*255], TCPAck, 1e6, &c) != Hit {
+					b.Fatal("miss")
+				}
+			})
+		})
 	}
 }
 
@@ -239,6 +278,8 @@ func BenchmarkConnect(b *testing.B) {
 			next.Store(benchConns * 4)
 			old := runtime.GOMAXPROCS(p)
 			defer runtime.GOMAXPROCS(old)
+			start := cpuTime()
+			defer func() { reportCPU(b, start) }()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				sched := &fixedSched{d: d}
