@@ -135,7 +135,7 @@ func (t *Table) LookupOut(f *scheduler.Flow, c *Conn) bool {
 // step applies one packet to e: the state transition, NOOUTPUT, the
 // active/inactive counters and the expiry, with one compare-and-swap of the
 // ctl word. It fails if the entry was freed meanwhile.
-func (t *Table) step(s *shard, li uint32, e *entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
+func (t *Table) step(s *shard, li uint32, e entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
 	g := ctlGen(c)
 	for {
 		nc := c
@@ -190,7 +190,7 @@ func (t *Table) refile(s *shard, li uint32, nc uint64) {
 
 // afterStep does what follows a won transition: counter moves and
 // "assuring" the controlling template.
-func (t *Table) afterStep(e *entry, c, nc uint64, proto uint8, output bool) {
+func (t *Table) afterStep(e entry, c, nc uint64, proto uint8, output bool) {
 	if (c^nc)&ctlInactive != 0 {
 		if ds := t.dests.get(infoDest(e.info.Load())); ds != nil {
 			ds.srv.SetActive(nc&ctlInactive == 0)
@@ -209,7 +209,7 @@ func (t *Table) afterStep(e *entry, c, nc uint64, proto uint8, output bool) {
 }
 
 // fill copies e into c (ctl is the word read with the key).
-func (t *Table) fill(e *entry, si, li uint32, ctl uint64, c *Conn) {
+func (t *Table) fill(e entry, si, li uint32, ctl uint64, c *Conn) {
 	c.ref = t.global(si, li) + 1
 	c.gen = ctlGen(ctl)
 	info := e.info.Load()

@@ -28,7 +28,7 @@ const (
 
 // matchIn compares e's inbound key: caddr, vaddr, cport, vport, proto, af,
 // template-ness.
-func (e *entry) matchIn(k *lkey) bool {
+func (e entry) matchIn(k *lkey) bool {
 	return e.caddr[0].Load() == k.a0 && e.caddr[1].Load() == k.a1 &&
 		e.vaddr[0].Load() == k.b0 && e.vaddr[1].Load() == k.b1 &&
 		e.ports.Load()&k.pm == k.pw
@@ -37,7 +37,7 @@ func (e *entry) matchIn(k *lkey) bool {
 // matchOut compares e's outbound key against a reply packet whose source is
 // (k.a, sport) and destination the client (k.b, cport): the source is the
 // real server for NAT and the virtual address for other methods.
-func (e *entry) matchOut(k *lkey, sport, cport uint16, proto uint8, v6 bool) bool {
+func (e entry) matchOut(k *lkey, sport, cport uint16, proto uint8, v6 bool) bool {
 	p := e.ports.Load()
 	if uint16(p) != cport || uint8(p>>48) != proto || (p&afClient6 != 0) != v6 || p&isTemplate != 0 {
 		return false

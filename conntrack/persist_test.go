@@ -249,19 +249,22 @@ func TestTemplateKeptAliveByChildren(t *testing.T) {
 	if tm := templates(tb, 0); len(tm) != 1 || !tm[0].Assured {
 		t.Fatalf("template not assured after ESTABLISHED: %+v", tm)
 	}
-	for now := int64(1); now <= 120; now++ {
+	for now := int64(1); now <= 100; now++ {
 		tb.Sweep(now * sec)
 	}
-	tm := templates(tb, 120*sec)
+	// Expired at 10 s while controlling a connection: re-armed for 60 s
+	// (to 70 s), and again at 70 s (to 130 s).
+	tm := templates(tb, 100*sec)
 	if len(tm) != 1 {
 		t.Fatalf("template gone while its connection lives")
 	}
-	if tm[0].Expires <= 0 || tm[0].Expires > 60*sec {
-		t.Fatalf("template re-armed for %d s, want <= 60", tm[0].Expires/sec)
+	if tm[0].Expires != 30*sec {
+		t.Fatalf("template expires in %d s, want 30 (re-armed at 70 s for 60 s)", tm[0].Expires/sec)
 	}
-	// The connection resets (CLOSE, 10 s) and expires; 60 s later the template.
-	tb.In(&f, TCPRst, 120*sec, &c)
-	for now := int64(121); now <= 140; now++ {
+	// The connection resets at 100 s (CLOSE, 10 s) and expires at 110 s;
+	// the template lives on until its re-armed time, 130 s.
+	tb.In(&f, TCPRst, 100*sec, &c)
+	for now := int64(101); now <= 120; now++ {
 		tb.Sweep(now * sec)
 	}
 	if tb.Len() != 1 {
@@ -270,7 +273,7 @@ func TestTemplateKeptAliveByChildren(t *testing.T) {
 	if got := counts(a); got != [3]int32{0, 0, 1} {
 		t.Fatalf("counters %v, want only the template", got)
 	}
-	for now := int64(141); now <= 200; now++ {
+	for now := int64(121); now <= 132; now++ {
 		tb.Sweep(now * sec)
 	}
 	if tb.Len() != 0 || counts(a) != [3]int32{0, 0, 0} {

@@ -76,18 +76,24 @@ func infoDest(i uint64) DestID         { return DestID(uint32(i)) }
 func infoFlags(i uint64) uint32        { return uint32(i >> 32) }
 func mkInfo(d DestID, f uint32) uint64 { return uint64(d) | uint64(f)<<32 }
 
-// entry is one connection or template. It holds no pointers, so a slab of
-// them costs the garbage collector nothing. Every field read by lock-free
-// readers is atomic; the wheel links are touched only under the shard lock.
-type entry struct {
+// An entry is one connection or template, stored in two parts so that a
+// lookup touches one cache line: hotEntry (64 bytes, 64-byte aligned) holds
+// what a lookup compares and the chain links; coldEntry (48 bytes) the
+// rest. Neither holds a pointer, so a slab of them costs the garbage
+// collector nothing. Every field read by lock-free readers is atomic; the
+// wheel links are touched only under the shard lock.
+type hotEntry struct {
 	ctl     atomic.Uint64
 	caddr   [2]atomic.Uint64
 	vaddr   [2]atomic.Uint64
-	daddr   [2]atomic.Uint64
 	ports   atomic.Uint64 // cport | vport<<16 | dport<<32 | proto<<48 | af bits
 	info    atomic.Uint64
 	nextIn  atomic.Uint32 // local index, inbound chain
 	nextOut atomic.Uint32 // local index, outbound chain
+}
+
+type coldEntry struct {
+	daddr   [2]atomic.Uint64
 	control atomic.Uint32 // global index + 1 of the controlling template
 	nctl    atomic.Int32  // connections this template controls
 	inPkts  atomic.Uint32
@@ -98,10 +104,24 @@ type entry struct {
 	wprev   uint32
 }
 
-// EntrySize is the size of one slab entry in bytes.
-const EntrySize = int(unsafe.Sizeof(entry{}))
+// entry is a handle on both parts of one slot; fields of either part are
+// reached directly (e.ctl, e.daddr).
+type entry struct {
+	*hotEntry
+	*coldEntry
+}
 
-type chunk [chunkMax]entry
+// EntrySize is the size of one slab entry (both parts) in bytes.
+const EntrySize = int(unsafe.Sizeof(hotEntry{}) + unsafe.Sizeof(coldEntry{}))
+
+type chunk struct {
+	hot  []hotEntry
+	cold []coldEntry
+}
+
+func newChunk(n uint32) *chunk {
+	return &chunk{hot: make([]hotEntry, n), cold: make([]coldEntry, n)}
+}
 
 type shard struct {
 	mu  sync.Mutex
@@ -273,12 +293,14 @@ func (t *Table) split(g uint32) (si, li uint32) {
 	return g >> t.localBits, g & (1<<t.localBits - 1)
 }
 
-func (t *Table) at(s *shard, li uint32) *entry {
-	return &s.chunks[li>>t.chunkShift].Load()[li&(t.chunkSize-1)]
+func (t *Table) at(s *shard, li uint32) entry {
+	c := s.chunks[li>>t.chunkShift].Load()
+	i := li & (t.chunkSize - 1)
+	return entry{&c.hot[i], &c.cold[i]}
 }
 
 // entryG returns the entry of a global index.
-func (t *Table) entryG(g uint32) *entry {
+func (t *Table) entryG(g uint32) entry {
 	si, li := t.split(g)
 	return t.at(&t.shards[si], li)
 }
@@ -296,7 +318,7 @@ func (t *Table) alloc(s *shard) uint32 {
 		li = s.allocated.Load()
 		ci := li >> t.chunkShift
 		if s.chunks[ci].Load() == nil {
-			s.chunks[ci].Store(new(chunk))
+			s.chunks[ci].Store(newChunk(t.chunkSize))
 		}
 		s.allocated.Store(li + 1)
 	}
