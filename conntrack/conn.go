@@ -332,6 +332,9 @@ func (t *Table) freeLocked(s *shard, li uint32, nowT uint32, onlyIfDue bool) boo
 		t.entryG(ctrl - 1).nctl.Add(-1)
 		e.control.Store(0)
 	}
+	if p&isTemplate != 0 {
+		s.templates--
+	}
 	t.release(s, li)
 	return true
 }
@@ -584,6 +587,7 @@ func (t *Table) persist(svc *Service, f *scheduler.Flow, now int64, nowT uint32,
 	t.linkIn(s, b, li)
 	t.wheelAdd(s, li, ctlExpiry(ctl), nowT)
 	s.created++
+	s.templates++
 	*did = id
 	*tmpl = t.global(si, li) + 1
 	return Created

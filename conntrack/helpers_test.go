@@ -149,5 +149,3 @@ func forceState(t testing.TB, tb *Table, c *Conn, st State) {
 func counts(s *testServer) [3]int32 {
 	return [3]int32{s.ActiveConns(), s.InactiveConns(), s.PersistentConns()}
 }
-
-func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

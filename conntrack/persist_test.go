@@ -642,3 +642,24 @@ func TestFlushDestAndUnregister(t *testing.T) {
 		t.Fatalf("Flush freed %d", n)
 	}
 }
+
+func TestStatsCountTemplates(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 64})
+	a, _ := addServer(t, tb, "10.1.0.1:80", MethodMasq, 0, 0)
+	svc := svcOf("192.0.2.1", 80, ProtoUDP)
+	svc.PersistTimeout = 10
+	var c Conn
+	for i := byte(1); i <= 3; i++ {
+		f := flow("198.51.100.1", 1, "192.0.2.1", 80, ProtoUDP)
+		f.Src[15] = i
+		tb.Connect(svc, &f, 0, 0, &fixedSched{d: a.Dest}, &c)
+	}
+	if st := tb.Stats(); st.Conns != 6 || st.Templates != 3 || st.Created != 6 {
+		t.Fatalf("stats %+v", st)
+	}
+	tb.Sweep(400 * sec) // connections at 300 s, templates then (re-armed) at 360 s
+	tb.Sweep(500 * sec)
+	if st := tb.Stats(); st.Conns != 0 || st.Templates != 0 || st.Expired != 6 {
+		t.Fatalf("stats after expiry %+v", st)
+	}
+}

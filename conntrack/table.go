@@ -134,6 +134,7 @@ type shard struct {
 	free      uint32        // free-list head (local index)
 	allocated atomic.Uint32 // entries handed out from chunks so far (read lock-free by Range)
 	used      int
+	templates int
 	wheel     [wheelSize]uint32
 	wheelNext uint32 // absolute slot number processed next
 	wheelInit bool
