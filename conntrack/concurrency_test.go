@@ -52,8 +52,8 @@ func TestConcurrentMixedLoad(t *testing.T) {
 		workers = 4
 	}
 	iters := 20000
-	if testing.Short() {
-		iters = 5000
+	if raceEnabled {
+		iters = 8000
 	}
 	var wg sync.WaitGroup
 	var bad atomic.Int64
