@@ -157,7 +157,11 @@ func (t *Table) step(s *shard, li uint32, e entry, c uint64, proto, flags uint8,
 		}
 		nc = ctlWith(nc, nowT+to)
 		if nc == c || e.ctl.CompareAndSwap(c, nc) {
-			t.afterStep(e, c, nc, proto, output)
+			// Only a change of state or flags (or UDP output, which
+			// assures the template) has follow-ups; a refresh has none.
+			if (c^nc)&^ctlExpMask != 0 || (output && proto != ProtoTCP) {
+				t.afterStep(e, c, nc, proto, output)
+			}
 			if int32(ctlExpiry(nc)>>slotShift-e.filed.Load()) < 0 {
 				t.refile(s, li, nc)
 			}
