@@ -212,3 +212,73 @@ func TestConcurrentConnectSameFlow(t *testing.T) {
 		t.Fatalf("template %+v", tm)
 	}
 }
+
+// Lock-free lookups of stable flows never miss and never return another
+// flow while other entries of the same chains are freed and their slots
+// reused, over and over.
+func TestLockFreeLookupUnderChurn(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 64, Shards: 1}) // 64 buckets: long shared chains
+	s, _ := addServer(t, tb, "10.1.0.1:80", MethodMasq, 0, 0)
+	svc := svcOf("192.0.2.1", 80, ProtoUDP)
+	sched := &rotSched{ds: []*scheduler.Dest{s.Dest}}
+	const stable = 24
+	flows := make([]scheduler.Flow, stable)
+	var c Conn
+	for i := range flows {
+		flows[i] = flow("198.51.100.1", uint16(100+i), "192.0.2.1", 80, ProtoUDP)
+		if tb.Connect(svc, &flows[i], 0, 0, sched, &c) != Created {
+			t.Fatal("setup")
+		}
+	}
+	iters := 200000
+	if raceEnabled {
+		iters = 20000
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // churn: create and free 40 other flows in the same buckets
+		defer wg.Done()
+		defer stop.Store(true)
+		var cc Conn
+		var f scheduler.Flow
+		for i := 0; i < iters; i++ {
+			f = flow("198.51.100.2", uint16(1000+i%40), "192.0.2.1", 80, ProtoUDP)
+			if tb.Connect(svc, &f, 0, 0, sched, &cc) == Created {
+				tb.Expire(&cc, 0)
+			}
+		}
+	}()
+	var misses, wrong atomic.Int64
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			var cc Conn
+			for i := 0; !stop.Load(); i++ {
+				f := &flows[(i+r*7)%stable]
+				if r == 0 {
+					if !tb.LookupIn(f, &cc) {
+						misses.Add(1)
+					} else if cc.CPort != f.SrcPort || cc.CAddr != f.Src {
+						wrong.Add(1)
+					}
+				} else {
+					rf := scheduler.Flow{Src: s.Addr16(), Dst: f.Src, SrcPort: 80, DstPort: f.SrcPort, Proto: ProtoUDP}
+					if !tb.LookupOut(&rf, &cc) {
+						misses.Add(1)
+					} else if cc.CPort != f.SrcPort {
+						wrong.Add(1)
+					}
+				}
+			}
+		}(r)
+	}
+	wg.Wait()
+	if misses.Load() != 0 || wrong.Load() != 0 {
+		t.Fatalf("stable flows: %d misses, %d wrong hits", misses.Load(), wrong.Load())
+	}
+	if tb.Len() != stable {
+		t.Fatalf("len %d, want %d", tb.Len(), stable)
+	}
+}

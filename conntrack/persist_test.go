@@ -663,3 +663,44 @@ func TestStatsCountTemplates(t *testing.T) {
 		t.Fatalf("stats after expiry %+v", st)
 	}
 }
+
+func TestIPv6AndMixedFamilies(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 64})
+	nat6, _ := addServer(t, tb, "[2001:db8:1::10]:8080", MethodMasq, 0, 0)
+	tun6, _ := addServer(t, tb, "[2001:db8:1::20]:80", MethodTunnel, 0, 0)
+	svc := svcOf("2001:db8::80", 80, ProtoTCP)
+	f := flow("2001:db8:2::1", 40000, "2001:db8::80", 80, ProtoTCP)
+	var c Conn
+	if r := tb.Connect(svc, &f, TCPSyn, 0, &fixedSched{d: nat6.Dest}, &c); r != Created {
+		t.Fatal(r)
+	}
+	r := reply(&c)
+	if v := tb.Out(&r, TCPSyn|TCPAck, 0, &c); v != Hit || !c.IPv6 || c.DPort != 8080 {
+		t.Fatalf("IPv6 NAT reply: %s %+v", v, c)
+	}
+	// The same addresses as IPv4-mapped IPv4 are another flow.
+	g := f
+	g.IPv6 = false
+	if tb.LookupIn(&g, &c) {
+		t.Fatal("an IPv4 flow matched an IPv6 connection")
+	}
+	// IPv4 service tunnelled to an IPv6 real server (allowed with -i).
+	svc4 := svcOf("192.0.2.1", 80, ProtoTCP)
+	h := flow("198.51.100.1", 1, "192.0.2.1", 80, ProtoTCP)
+	if r := tb.Connect(svc4, &h, TCPSyn, 0, &fixedSched{d: tun6.Dest}, &c); r != Created {
+		t.Fatal(r)
+	}
+	if c.IPv6 || !c.DIPv6 || c.Method != MethodTunnel || c.Flags&FlagNoOutput == 0 {
+		t.Fatalf("tunnel conn %+v", c)
+	}
+	var ci ConnInfo
+	tb.Range(0, func(x *ConnInfo) bool {
+		if !x.IPv6 {
+			ci = *x
+		}
+		return true
+	})
+	if got := string(ci.AppendListLine(nil)); !strings.Contains(got, "198.51.100.1:1") || !strings.Contains(got, "[2001:db8:1::20]:80") {
+		t.Fatalf("listing %q", got)
+	}
+}
