@@ -244,6 +244,38 @@ func BenchmarkLookup(b *testing.B) {
 				}
 			})
 		})
+		b.Run(fmt.Sprintf("InBatch32/procs=%d", p), func(b *testing.B) {
+			old := runtime.GOMAXPROCS(p)
+			defer runtime.GOMAXPROCS(old)
+			var seed atomic.Uint64
+			start := cpuTime()
+			defer func() { reportCPU(b, start) }()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				x := seed.Add(0x9e3779b97f4a7c15)
+				var batch [32]scheduler.Flow
+				var c Conn
+				for {
+					n := 0
+					for n < len(batch) && pb.Next() {
+						x ^= x << 13
+						x ^= x >> 7
+						x ^= x << 17
+						batch[n] = nthFlow(int(x % benchConns))
+						n++
+					}
+					if n == 0 {
+						return
+					}
+					tb.PrefetchIn(batch[:n])
+					for i := 0; i < n; i++ {
+						if tb.In(&batch[i], TCPAck, 1e6, &c) != Hit {
+							b.Fatal("miss")
+						}
+					}
+				}
+			})
+		})
 		b.Run(fmt.Sprintf("Out/procs=%d", p), func(b *testing.B) {
 			benchParallel(b, p, func(i int) {
 				var c Conn
@@ -333,5 +365,37 @@ func BenchmarkConnect(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func TestPrefetchChangesNothing(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 1 << 10})
+	s, _ := addServer(t, tb, "10.1.0.1:8080", MethodMasq, 0, 0)
+	svc := svcOf("192.0.2.1", 80, ProtoTCP)
+	batch := make([]scheduler.Flow, 100)
+	outs := make([]scheduler.Flow, 100)
+	var c Conn
+	for i := range batch {
+		batch[i] = nthFlow(i * 3)
+		if i%2 == 0 {
+			tb.Connect(svc, &batch[i], TCPSyn, 0, &fixedSched{d: s.Dest}, &c)
+		}
+		outs[i] = scheduler.Flow{Src: s.Addr16(), Dst: batch[i].Src, SrcPort: 8080, DstPort: batch[i].SrcPort, Proto: ProtoTCP}
+	}
+	tb.PrefetchIn(batch)
+	tb.PrefetchOut(outs)
+	if n := testing.AllocsPerRun(10, func() { tb.PrefetchIn(batch); tb.PrefetchOut(outs) }); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+	for i := range batch {
+		if tb.In(&batch[i], TCPAck, 0, &c) == Hit != (i%2 == 0) {
+			t.Fatalf("flow %d: wrong verdict after prefetch", i)
+		}
+		if tb.Out(&outs[i], TCPAck, 0, &c) == Hit != (i%2 == 0) {
+			t.Fatalf("reply %d: wrong verdict after prefetch", i)
+		}
+	}
+	if tb.Len() != 50 {
+		t.Fatalf("len %d", tb.Len())
 	}
 }
