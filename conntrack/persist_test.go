@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/ulvs/ulvs/scheduler"
 )
 
 func TestPersistenceSameClientSameServer(t *testing.T) {
@@ -702,5 +704,37 @@ func TestIPv6AndMixedFamilies(t *testing.T) {
 	})
 	if got := string(ci.AppendListLine(nil)); !strings.Contains(got, "198.51.100.1:1") || !strings.Contains(got, "[2001:db8:1::20]:80") {
 		t.Fatalf("listing %q", got)
+	}
+}
+
+func TestNewConfig(t *testing.T) {
+	for _, bad := range []Config{{Shards: 3}, {MaxConns: -1}, {MaxConns: 1 << 31}, {Shards: 1 << 17}} {
+		if _, err := New(bad); !errors.Is(err, ErrRange) {
+			t.Errorf("New(%+v) = %v, want ErrRange", bad, err)
+		}
+	}
+	tb := newTable(t, Config{MaxConns: 100, Shards: 8})
+	if tb.Cap() != 104 || tb.Shards() != 8 {
+		t.Errorf("cap %d shards %d, want 104 (100 rounded up to 8 shards) and 8", tb.Cap(), tb.Shards())
+	}
+	tb = newTable(t, Config{MaxConns: 10})
+	if tb.Shards() > 10 || tb.Cap() < 10 {
+		t.Errorf("default shards %d for 10 conns, cap %d", tb.Shards(), tb.Cap())
+	}
+	if _, err := tb.RegisterDest(nil, MethodMasq); !errors.Is(err, ErrNoDest) {
+		t.Errorf("RegisterDest(nil) = %v", err)
+	}
+	a, id := addServer(t, tb, "10.1.0.1:80", MethodMasq, 0, 0)
+	if id2, err := tb.register(a.Dest, a, MethodRoute); err != nil || id2 != id {
+		t.Errorf("re-register: %d %v, want the same id", id2, err)
+	}
+	if err := tb.SetDestMethod(id, 9); !errors.Is(err, ErrRange) {
+		t.Errorf("method 9: %v", err)
+	}
+	small := newTable(t, Config{MaxConns: 10, MaxDests: 1})
+	addServer(t, small, "10.1.0.1:80", MethodMasq, 0, 0)
+	d := scheduler.NewDest(netip.MustParseAddrPort("10.1.0.2:80"), 1, 0, 0)
+	if _, err := small.RegisterDest(d, MethodMasq); !errors.Is(err, ErrTooMany) {
+		t.Errorf("beyond MaxDests: %v", err)
 	}
 }
