@@ -112,9 +112,17 @@ func (t *Table) LookupIn(f *scheduler.Flow, c *Conn) bool {
 	s := &t.shards[si]
 	li, ctl, ok := t.findIn(s, h&t.bmask, &k)
 	if ok {
-		t.fill(t.at(s, li), si, li, ctl, c)
+		ok = t.fillChecked(t.at(s, li), si, li, ctl, c)
 	}
 	return ok
+}
+
+// fillChecked is fill followed by a check that the entry was not freed
+// while it was being copied.
+func (t *Table) fillChecked(e entry, si, li uint32, ctl uint64, c *Conn) bool {
+	t.fill(e, si, li, ctl, c)
+	cur := e.ctl.Load()
+	return cur&ctlLive != 0 && ctlGen(cur) == ctlGen(ctl)
 }
 
 // LookupOut is LookupIn for the outbound index.
@@ -127,7 +135,7 @@ func (t *Table) LookupOut(f *scheduler.Flow, c *Conn) bool {
 	s := &t.shards[si]
 	li, ctl, ok := t.findOut(s, h&t.bmask, &k, f.SrcPort, f.DstPort, f.Proto, f.IPv6)
 	if ok {
-		t.fill(t.at(s, li), si, li, ctl, c)
+		ok = t.fillChecked(t.at(s, li), si, li, ctl, c)
 	}
 	return ok
 }
@@ -156,6 +164,13 @@ func (t *Table) step(s *shard, li uint32, e entry, c uint64, proto, flags uint8,
 			to = t.timeouts[udpSlot].Load()
 		}
 		nc = ctlWith(nc, nowT+to)
+		if nc == c {
+			// Nothing to write, but the caller's copy of the entry must
+			// still be of this generation.
+			if cur := e.ctl.Load(); cur&ctlLive == 0 || ctlGen(cur) != g {
+				return cur, false
+			}
+		}
 		if nc == c || e.ctl.CompareAndSwap(c, nc) {
 			// Only a change of state or flags (or UDP output, which
 			// assures the template) has follow-ups; a refresh has none.
