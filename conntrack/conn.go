@@ -67,7 +67,7 @@ func (t *Table) In(f *scheduler.Flow, tcpFlags uint8, now int64, c *Conn) Verdic
 		}
 		return DropNoDest
 	}
-	t.fill(e, si, li, ctl, c)
+	t.fillIn(e, si, li, ctl, f, c)
 	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, ticks(now))
 	if !ok {
 		return Miss
@@ -225,6 +225,28 @@ func (t *Table) afterStep(e entry, c, nc uint64, proto uint8, output bool) {
 			te.ctl.Or(ctlAssured)
 		}
 	}
+}
+
+// fillIn is fill for In, which already knows the client side (the key
+// matched f) and counts in_pkts itself.
+func (t *Table) fillIn(e entry, si, li uint32, ctl uint64, f *scheduler.Flow, c *Conn) {
+	c.ref = t.global(si, li) + 1
+	c.gen = ctlGen(ctl)
+	info := e.info.Load()
+	p := e.ports.Load()
+	fl := infoFlags(info)
+	c.Dest = infoDest(info)
+	c.Method = Method(fl & FlagFwdMask)
+	c.Flags = fl | FlagHashed
+	c.Proto = f.Proto
+	c.IPv6 = f.IPv6
+	c.DIPv6 = p&afDest6 != 0
+	c.CPort, c.VPort, c.DPort = f.SrcPort, f.DstPort, uint16(p>>32)
+	c.CAddr = f.Src
+	c.VAddr = f.Dst
+	c.DAddr = wordsAddr(e.daddr[0].Load(), e.daddr[1].Load())
+	c.FWMark = e.fwmark.Load()
+	c.Control = e.control.Load() != 0
 }
 
 // fill copies e into c (ctl is the word read with the key).
