@@ -18,8 +18,8 @@ type Config struct {
 	// Cap reports the exact bound.
 	MaxConns int
 	// Shards is the number of lock shards, a power of two (default: the
-	// smallest power of two >= 64*GOMAXPROCS, at least 64, at most 4096;
-	// never more than MaxConns).
+	// smallest power of two >= 64*GOMAXPROCS, at most 4096, reduced so that
+	// each shard holds at least 256 entries).
 	Shards int
 	// MaxDests bounds the real servers that may be registered (default 65535).
 	MaxDests int
@@ -179,7 +179,9 @@ func New(cfg Config) (*Table, error) {
 			n = 4096
 		}
 		cfg.Shards = 1 << bits.Len(uint(n-1))
-		for cfg.Shards > 1 && cfg.Shards > cfg.MaxConns {
+		// Keep at least 256 entries per shard, so that a small table is
+		// not full in one shard long before the others.
+		for cfg.Shards > 1 && cfg.Shards*256 > cfg.MaxConns {
 			cfg.Shards >>= 1
 		}
 	}
