@@ -67,8 +67,8 @@ func (t *Table) In(f *scheduler.Flow, tcpFlags uint8, now int64, c *Conn) Verdic
 		}
 		return DropNoDest
 	}
-	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, ticks(now))
+	t.fillIn(e, si, li, ctl, f, c)
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, ticks(now))
 	if !ok {
 		return Miss
 	}
@@ -94,7 +94,7 @@ func (t *Table) Out(f *scheduler.Flow, tcpFlags uint8, now int64, c *Conn) Verdi
 	}
 	e := t.at(s, li)
 	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, true, ticks(now))
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, true, ticks(now))
 	if !ok {
 		return Miss
 	}
@@ -112,9 +112,17 @@ func (t *Table) LookupIn(f *scheduler.Flow, c *Conn) bool {
 	s := &t.shards[si]
 	li, ctl, ok := t.findIn(s, h&t.bmask, &k)
 	if ok {
-		t.fill(t.at(s, li), si, li, ctl, c)
+		ok = t.fillChecked(t.at(s, li), si, li, ctl, c)
 	}
 	return ok
+}
+
+// fillChecked is fill followed by a check that the entry was not freed
+// while it was being copied.
+func (t *Table) fillChecked(e entry, si, li uint32, ctl uint64, c *Conn) bool {
+	t.fill(e, si, li, ctl, c)
+	cur := e.ctl.Load()
+	return cur&ctlLive != 0 && ctlGen(cur) == ctlGen(ctl)
 }
 
 // LookupOut is LookupIn for the outbound index.
@@ -127,7 +135,7 @@ func (t *Table) LookupOut(f *scheduler.Flow, c *Conn) bool {
 	s := &t.shards[si]
 	li, ctl, ok := t.findOut(s, h&t.bmask, &k, f.SrcPort, f.DstPort, f.Proto, f.IPv6)
 	if ok {
-		t.fill(t.at(s, li), si, li, ctl, c)
+		ok = t.fillChecked(t.at(s, li), si, li, ctl, c)
 	}
 	return ok
 }
@@ -135,7 +143,7 @@ func (t *Table) LookupOut(f *scheduler.Flow, c *Conn) bool {
 // step applies one packet to e: the state transition, NOOUTPUT, the
 // active/inactive counters and the expiry, with one compare-and-swap of the
 // ctl word. It fails if the entry was freed meanwhile.
-func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
+func (t *Table) step(s *shard, li uint32, e entry, c uint64, proto, flags uint8, output bool, nowT uint32) (uint64, bool) {
 	g := ctlGen(c)
 	for {
 		nc := c
@@ -156,8 +164,22 @@ func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT u
 			to = t.timeouts[udpSlot].Load()
 		}
 		nc = ctlWith(nc, nowT+to)
+		if nc == c {
+			// Nothing to write, but the caller's copy of the entry must
+			// still be of this generation.
+			if cur := e.ctl.Load(); cur&ctlLive == 0 || ctlGen(cur) != g {
+				return cur, false
+			}
+		}
 		if nc == c || e.ctl.CompareAndSwap(c, nc) {
-			t.afterStep(e, c, nc, proto, output)
+			// Only a change of state or flags (or UDP output, which
+			// assures the template) has follow-ups; a refresh has none.
+			if (c^nc)&^ctlExpMask != 0 || (output && proto != ProtoTCP) {
+				t.afterStep(e, c, nc, proto, output)
+			}
+			if int32(ctlExpiry(nc)>>slotShift-e.filed.Load()) < 0 {
+				t.refile(s, li, nc)
+			}
 			return nc, true
 		}
 		c = e.ctl.Load()
@@ -167,9 +189,27 @@ func (t *Table) step(e *entry, c uint64, proto, flags uint8, output bool, nowT u
 	}
 }
 
+// refile moves an entry whose expiry got shorter (a state change such as
+// ESTABLISHED -> CLOSE) to its earlier wheel slot, so that it expires on
+// time. It runs on state changes only, never for a plain refresh, and
+// gives up rather than wait if the shard is busy (the entry then expires
+// when its old slot comes round).
+func (t *Table) refile(s *shard, li uint32, nc uint64) {
+	if !s.mu.TryLock() {
+		return
+	}
+	e := t.at(s, li)
+	c := e.ctl.Load()
+	if c&ctlLive != 0 && ctlGen(c) == ctlGen(nc) && e.wprev != nilIdx {
+		t.wheelDel(s, li)
+		t.wheelAdd(s, li, ctlExpiry(c), ctlExpiry(c))
+	}
+	s.mu.Unlock()
+}
+
 // afterStep does what follows a won transition: counter moves and
 // "assuring" the controlling template.
-func (t *Table) afterStep(e *entry, c, nc uint64, proto uint8, output bool) {
+func (t *Table) afterStep(e entry, c, nc uint64, proto uint8, output bool) {
 	if (c^nc)&ctlInactive != 0 {
 		if ds := t.dests.get(infoDest(e.info.Load())); ds != nil {
 			ds.srv.SetActive(nc&ctlInactive == 0)
@@ -187,8 +227,30 @@ func (t *Table) afterStep(e *entry, c, nc uint64, proto uint8, output bool) {
 	}
 }
 
+// fillIn is fill for In, which already knows the client side (the key
+// matched f) and counts in_pkts itself.
+func (t *Table) fillIn(e entry, si, li uint32, ctl uint64, f *scheduler.Flow, c *Conn) {
+	c.ref = t.global(si, li) + 1
+	c.gen = ctlGen(ctl)
+	info := e.info.Load()
+	p := e.ports.Load()
+	fl := infoFlags(info)
+	c.Dest = infoDest(info)
+	c.Method = Method(fl & FlagFwdMask)
+	c.Flags = fl | FlagHashed
+	c.Proto = f.Proto
+	c.IPv6 = f.IPv6
+	c.DIPv6 = p&afDest6 != 0
+	c.CPort, c.VPort, c.DPort = f.SrcPort, f.DstPort, uint16(p>>32)
+	c.CAddr = f.Src
+	c.VAddr = f.Dst
+	c.DAddr = wordsAddr(e.daddr[0].Load(), e.daddr[1].Load())
+	c.FWMark = e.fwmark.Load()
+	c.Control = e.control.Load() != 0
+}
+
 // fill copies e into c (ctl is the word read with the key).
-func (t *Table) fill(e *entry, si, li uint32, ctl uint64, c *Conn) {
+func (t *Table) fill(e entry, si, li uint32, ctl uint64, c *Conn) {
 	c.ref = t.global(si, li) + 1
 	c.gen = ctlGen(ctl)
 	info := e.info.Load()
@@ -311,6 +373,9 @@ func (t *Table) freeLocked(s *shard, li uint32, nowT uint32, onlyIfDue bool) boo
 		t.entryG(ctrl - 1).nctl.Add(-1)
 		e.control.Store(0)
 	}
+	if p&isTemplate != 0 {
+		s.templates--
+	}
 	t.release(s, li)
 	return true
 }
@@ -393,7 +458,7 @@ func (t *Table) Connect(svc *Service, f *scheduler.Flow, tcpFlags uint8, now int
 		}
 		e := t.at(s, li)
 		t.fill(e, si, li, ctl, c)
-		nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, nowT)
+		nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, nowT)
 		if !ok {
 			return Existing // freed meanwhile; c still describes it
 		}
@@ -443,7 +508,7 @@ func (t *Table) Connect(svc *Service, f *scheduler.Flow, tcpFlags uint8, now int
 	s.mu.Unlock()
 
 	t.fill(e, si, li, ctl, c)
-	nc, ok := t.step(e, ctl, f.Proto, tcpFlags, false, nowT)
+	nc, ok := t.step(s, li, e, ctl, f.Proto, tcpFlags, false, nowT)
 	if ok {
 		c.InPkts = e.inPkts.Add(1)
 		c.setDyn(nc)
@@ -563,6 +628,7 @@ func (t *Table) persist(svc *Service, f *scheduler.Flow, now int64, nowT uint32,
 	t.linkIn(s, b, li)
 	t.wheelAdd(s, li, ctlExpiry(ctl), nowT)
 	s.created++
+	s.templates++
 	*did = id
 	*tmpl = t.global(si, li) + 1
 	return Created

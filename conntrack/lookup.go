@@ -11,6 +11,8 @@ package conntrack
 // sequence number did not move during the walk; otherwise the walk is
 // retried, and after a few retries it is redone under the shard lock.
 
+import "github.com/ulvs/ulvs/scheduler"
+
 const lookupRetries = 4
 
 // key words of a lookup.
@@ -28,7 +30,7 @@ const (
 
 // matchIn compares e's inbound key: caddr, vaddr, cport, vport, proto, af,
 // template-ness.
-func (e *entry) matchIn(k *lkey) bool {
+func (e entry) matchIn(k *lkey) bool {
 	return e.caddr[0].Load() == k.a0 && e.caddr[1].Load() == k.a1 &&
 		e.vaddr[0].Load() == k.b0 && e.vaddr[1].Load() == k.b1 &&
 		e.ports.Load()&k.pm == k.pw
@@ -37,7 +39,7 @@ func (e *entry) matchIn(k *lkey) bool {
 // matchOut compares e's outbound key against a reply packet whose source is
 // (k.a, sport) and destination the client (k.b, cport): the source is the
 // real server for NAT and the virtual address for other methods.
-func (e *entry) matchOut(k *lkey, sport, cport uint16, proto uint8, v6 bool) bool {
+func (e entry) matchOut(k *lkey, sport, cport uint16, proto uint8, v6 bool) bool {
 	p := e.ports.Load()
 	if uint16(p) != cport || uint8(p>>48) != proto || (p&afClient6 != 0) != v6 || p&isTemplate != 0 {
 		return false
@@ -149,4 +151,53 @@ func (t *Table) findOut(s *shard, b uint64, k *lkey, sport, cport uint16, proto 
 		li = e.nextOut.Load()
 	}
 	return nilIdx, 0, false
+}
+
+// PrefetchIn warms the CPU caches for the inbound lookups of a batch of
+// packets (IPv4 or IPv6) before they are handled one by one with In: it
+// reads each flow's bucket head, then the first entry of each chain, in
+// two passes of independent loads, so that the memory latencies of the
+// whole batch overlap instead of adding up. It changes nothing and its
+// result means nothing (it only keeps the loads from being optimised
+// away). Worth it for batches of 8 or more with tables larger than the
+// CPU caches.
+func (t *Table) PrefetchIn(fs []scheduler.Flow) uint64 { return t.prefetch(fs, false) }
+
+// PrefetchOut is PrefetchIn for a batch of replies handled with Out.
+func (t *Table) PrefetchOut(fs []scheduler.Flow) uint64 { return t.prefetch(fs, true) }
+
+func (t *Table) prefetch(fs []scheduler.Flow, out bool) uint64 {
+	const max = 64
+	var heads [max]uint32
+	var shards [max]uint32
+	var x uint64
+	for len(fs) > 0 {
+		n := min(len(fs), max)
+		for i := 0; i < n; i++ {
+			f := &fs[i]
+			var h uint64
+			if out {
+				a0, a1 := addrWords(&f.Dst)
+				h = t.hash(a0, a1, f.DstPort, f.Proto, f.IPv6)
+			} else {
+				a0, a1 := addrWords(&f.Src)
+				h = t.hash(a0, a1, f.SrcPort, f.Proto, f.IPv6)
+			}
+			si := t.shardOf(h)
+			shards[i] = si
+			if out {
+				heads[i] = t.shards[si].outB[h&t.bmask].Load()
+			} else {
+				heads[i] = t.shards[si].inB[h&t.bmask].Load()
+			}
+		}
+		for i := 0; i < n; i++ {
+			if li := heads[i]; li != nilIdx {
+				e := t.at(&t.shards[shards[i]], li)
+				x ^= e.ctl.Load() ^ e.daddr[0].Load()
+			}
+		}
+		fs = fs[n:]
+	}
+	return x
 }

@@ -8,10 +8,10 @@ import (
 	"github.com/ulvs/ulvs/scheduler"
 )
 
-// Server is what the table needs from a real server: the connection
+// server is what the table needs from a real server: the connection
 // counters and the two facts persistence and expire_nodest_conn look at.
 // *scheduler.Dest implements it.
-type Server interface {
+type server interface {
 	Bind(template, active bool)
 	Unbind(template, active bool)
 	SetActive(active bool)
@@ -19,7 +19,7 @@ type Server interface {
 	Weight() int32
 }
 
-var _ Server = (*scheduler.Dest)(nil)
+var _ server = (*scheduler.Dest)(nil)
 
 // Scheduler picks a real server for a new connection. scheduler's Pool
 // implements it; returning nil means no server is available.
@@ -29,7 +29,7 @@ type Scheduler interface {
 
 type destSlot struct {
 	d      *scheduler.Dest
-	srv    Server
+	srv    server
 	addr   [16]byte
 	port   uint16
 	v6     bool
@@ -77,9 +77,9 @@ func (t *Table) RegisterDest(d *scheduler.Dest, m Method) (DestID, error) {
 	return t.register(d, d, m)
 }
 
-// register is RegisterDest with the Server the table calls given
+// register is RegisterDest with the server the table calls given
 // separately (tests wrap a Dest to control its availability).
-func (t *Table) register(d *scheduler.Dest, srv Server, m Method) (DestID, error) {
+func (t *Table) register(d *scheduler.Dest, srv server, m Method) (DestID, error) {
 	if d == nil {
 		return NoDest, fmt.Errorf("conntrack: RegisterDest(nil): %w", ErrNoDest)
 	}

@@ -123,14 +123,9 @@ func (t *Table) Stats() Stats {
 		st.Created += s.created
 		st.Refused += s.refused
 		st.Expired += s.expired
+		st.Templates += s.templates
 		s.mu.Unlock()
 	}
-	t.Range(0, func(ci *ConnInfo) bool {
-		if ci.Flags&FlagTemplate != 0 {
-			st.Templates++
-		}
-		return true
-	})
 	return st
 }
 

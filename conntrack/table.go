@@ -18,8 +18,8 @@ type Config struct {
 	// Cap reports the exact bound.
 	MaxConns int
 	// Shards is the number of lock shards, a power of two (default: the
-	// smallest power of two >= 64*GOMAXPROCS, at least 64, at most 4096;
-	// never more than MaxConns).
+	// smallest power of two >= 64*GOMAXPROCS, at most 4096, reduced so that
+	// each shard holds at least 256 entries).
 	Shards int
 	// MaxDests bounds the real servers that may be registered (default 65535).
 	MaxDests int
@@ -76,31 +76,52 @@ func infoDest(i uint64) DestID         { return DestID(uint32(i)) }
 func infoFlags(i uint64) uint32        { return uint32(i >> 32) }
 func mkInfo(d DestID, f uint32) uint64 { return uint64(d) | uint64(f)<<32 }
 
-// entry is one connection or template. It holds no pointers, so a slab of
-// them costs the garbage collector nothing. Every field read by lock-free
-// readers is atomic; the wheel links are touched only under the shard lock.
-type entry struct {
+// An entry is one connection or template, stored in two parts so that a
+// lookup touches one cache line: hotEntry (64 bytes, 64-byte aligned) holds
+// what a lookup compares and the chain links; coldEntry (48 bytes) the
+// rest. Neither holds a pointer, so a slab of them costs the garbage
+// collector nothing. Every field read by lock-free readers is atomic; the
+// wheel links are touched only under the shard lock.
+type hotEntry struct {
 	ctl     atomic.Uint64
 	caddr   [2]atomic.Uint64
 	vaddr   [2]atomic.Uint64
-	daddr   [2]atomic.Uint64
 	ports   atomic.Uint64 // cport | vport<<16 | dport<<32 | proto<<48 | af bits
 	info    atomic.Uint64
 	nextIn  atomic.Uint32 // local index, inbound chain
 	nextOut atomic.Uint32 // local index, outbound chain
+}
+
+type coldEntry struct {
+	daddr   [2]atomic.Uint64
 	control atomic.Uint32 // global index + 1 of the controlling template
 	nctl    atomic.Int32  // connections this template controls
 	inPkts  atomic.Uint32
 	timeout atomic.Uint32 // ticks; templates only (others use the state table)
 	fwmark  atomic.Uint32
-	wnext   uint32 // wheel or free-list link, under the shard lock
+	filed   atomic.Uint32 // wheel slot (absolute) the entry is filed under
+	wnext   uint32        // wheel or free-list link, under the shard lock
 	wprev   uint32
 }
 
-// EntrySize is the size of one slab entry in bytes.
-const EntrySize = int(unsafe.Sizeof(entry{}))
+// entry is a handle on both parts of one slot; fields of either part are
+// reached directly (e.ctl, e.daddr).
+type entry struct {
+	*hotEntry
+	*coldEntry
+}
 
-type chunk [chunkMax]entry
+// EntrySize is the size of one slab entry (both parts) in bytes.
+const EntrySize = int(unsafe.Sizeof(hotEntry{}) + unsafe.Sizeof(coldEntry{}))
+
+type chunk struct {
+	hot  []hotEntry
+	cold []coldEntry
+}
+
+func newChunk(n uint32) *chunk {
+	return &chunk{hot: make([]hotEntry, n), cold: make([]coldEntry, n)}
+}
 
 type shard struct {
 	mu  sync.Mutex
@@ -113,6 +134,7 @@ type shard struct {
 	free      uint32        // free-list head (local index)
 	allocated atomic.Uint32 // entries handed out from chunks so far (read lock-free by Range)
 	used      int
+	templates int
 	wheel     [wheelSize]uint32
 	wheelNext uint32 // absolute slot number processed next
 	wheelInit bool
@@ -157,7 +179,9 @@ func New(cfg Config) (*Table, error) {
 			n = 4096
 		}
 		cfg.Shards = 1 << bits.Len(uint(n-1))
-		for cfg.Shards > 1 && cfg.Shards > cfg.MaxConns {
+		// Keep at least 256 entries per shard, so that a small table is
+		// not full in one shard long before the others.
+		for cfg.Shards > 1 && cfg.Shards*256 > cfg.MaxConns {
 			cfg.Shards >>= 1
 		}
 	}
@@ -272,12 +296,14 @@ func (t *Table) split(g uint32) (si, li uint32) {
 	return g >> t.localBits, g & (1<<t.localBits - 1)
 }
 
-func (t *Table) at(s *shard, li uint32) *entry {
-	return &s.chunks[li>>t.chunkShift].Load()[li&(t.chunkSize-1)]
+func (t *Table) at(s *shard, li uint32) entry {
+	c := s.chunks[li>>t.chunkShift].Load()
+	i := li & (t.chunkSize - 1)
+	return entry{&c.hot[i], &c.cold[i]}
 }
 
 // entryG returns the entry of a global index.
-func (t *Table) entryG(g uint32) *entry {
+func (t *Table) entryG(g uint32) entry {
 	si, li := t.split(g)
 	return t.at(&t.shards[si], li)
 }
@@ -295,7 +321,7 @@ func (t *Table) alloc(s *shard) uint32 {
 		li = s.allocated.Load()
 		ci := li >> t.chunkShift
 		if s.chunks[ci].Load() == nil {
-			s.chunks[ci].Store(new(chunk))
+			s.chunks[ci].Store(newChunk(t.chunkSize))
 		}
 		s.allocated.Store(li + 1)
 	}
@@ -389,11 +415,13 @@ func (t *Table) wheelAdd(s *shard, li uint32, exp uint32, nowTick uint32) {
 	if int32(slot-s.wheelNext) < 0 {
 		slot = s.wheelNext
 	}
-	if slot-s.wheelNext >= wheelSize {
-		slot = s.wheelNext + wheelSize - 1
+	// Never the slot Sweep may be processing right now (wheelNext-1).
+	if slot-s.wheelNext >= wheelSize-1 {
+		slot = s.wheelNext + wheelSize - 2
 	}
 	i := slot & wheelMask
 	e := t.at(s, li)
+	e.filed.Store(slot)
 	e.wprev = headMarker | i
 	e.wnext = s.wheel[i]
 	if e.wnext != nilIdx {
