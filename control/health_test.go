@@ -38,7 +38,7 @@ func (p *tablePlane) Apply(op config.Op) error {
 	return nil
 }
 func (p *tablePlane) Snapshot(*ipvsadm.Snapshot, bool) {}
-func (p *tablePlane) Zero(*config.Key) error          { return nil }
+func (p *tablePlane) Zero(*config.Key) error           { return nil }
 
 // pool returns "addr:weight" of each real server of the first service.
 func (p *tablePlane) pool() []string {
