@@ -1,0 +1,295 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ulvs/ulvs/config/ipvsadm"
+	"github.com/ulvs/ulvs/control"
+	"github.com/ulvs/ulvs/lab"
+	"github.com/ulvs/ulvs/lab/labtest"
+)
+
+// The health check of the end-to-end test, and the bounds it implies.
+const (
+	hcInterval = time.Second
+	hcTimeout  = 500 * time.Millisecond
+	hcRise     = 2
+	hcFall     = 2
+	// margin is added to both bounds for this shared, loaded 2-core
+	// machine: process start-up of nginx, scheduling delays of the probe
+	// goroutines and of the request loop. It is reported with the figures.
+	margin = 500 * time.Millisecond
+)
+
+type result struct {
+	start, end time.Time
+	body       string // "rs1\n"... on success
+	err        error
+}
+
+// TestHealthEndToEnd is issue 6's figure: three nginx real servers behind
+// ulvsd (NAT) with an http check; a bounded request loop from the client,
+// one new connection per request, ~20 requests/s. nginx on rs2 is stopped,
+// then started again. It measures the time from the stop to the last new
+// connection sent to rs2 (SYNs captured on rs2), the failed requests (none
+// may fail that was not sent to rs2), and the time from the restart to
+// rs2's first answer.
+func TestHealthEndToEnd(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 3, NoServers: true})
+	p := &l.Plan
+	rs := p.RealServers()
+	if len(rs) != 3 {
+		t.Fatalf("lab has %d real servers", len(rs))
+	}
+	ngx := map[string]*nginx{}
+	for _, h := range rs {
+		ngx[h.Name] = startNginx(t, l, h.Name, nil)
+	}
+	for _, h := range rs {
+		waitTCP(t, l, "dir1", netip.AddrPortFrom(h.Addr4(), 80).String(), 10*time.Second)
+	}
+
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "ulvsd.sock")
+	cfgText := l.DirectorConfig(lab.DirectorOptions{ControlSocket: sock, Scheduler: "rr"}) + fmt.Sprintf(`
+[virtual_server.health_check]
+type = "http"
+path = "/"
+interval = %q
+timeout = %q
+rise = %d
+fall = %d
+`, hcInterval, hcTimeout, hcRise, hcFall)
+	cfgPath := filepath.Join(dir, "ulvsd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ulvsd := startULVSD(t, l, "dir1", cfgPath)
+	cli := control.NewClient(sock)
+	vip := netip.AddrPortFrom(p.VIP4, 80)
+	rs2 := netip.AddrPortFrom(rs[1].Addr4(), 80)
+
+	// Wait for the daemon and for traffic to all three.
+	http := l.HTTPClient("client1", 2*time.Second)
+	get := func() (string, error) {
+		resp, err := http.Get("http://" + vip.String() + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		if time.Now().After(deadline) {
+			out, _ := ulvsd.Output()
+			t.Fatalf("no traffic to all three real servers (saw %v); ulvsd log:\n%s", seen, out)
+		}
+		if b, err := get(); err == nil {
+			seen[b] = true
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// Let the first probes of every check run (jitter spreads them over
+	// one interval), so that all three are up by the checks, not only by
+	// their initial state.
+	waitHealth(t, cli, rs2, "up", 2*hcInterval+time.Second, func(s *ipvsadm.Server) bool { return s.Reason != "" })
+
+	client1, _ := p.Host("client1")
+	capt := startCapture(t, l, rs[1].Name, client1.Addr4().AsSlice())
+
+	// The request loop: one request every 50 ms, each on a new
+	// connection, at most 420 requests and 25 s.
+	const every, maxReq, maxDur = 50 * time.Millisecond, 420, 25 * time.Second
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	stopLoop := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		begin := time.Now()
+		for i := 0; i < maxReq && time.Since(begin) < maxDur; i++ {
+			select {
+			case <-stopLoop:
+				return
+			case <-tick.C:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := result{start: time.Now()}
+				r.body, r.err = get()
+				r.end = time.Now()
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-loopDone:
+		default:
+			close(stopLoop)
+			<-loopDone
+		}
+		wg.Wait()
+	})
+
+	time.Sleep(3 * time.Second)
+	tStop := time.Now()
+	if err := ngx[rs[1].Name].proc.Stop(2 * time.Second); err != nil {
+		t.Logf("nginx on rs2 stopped: %v", err)
+	}
+	// ulvsadm -L --json (the same snapshot over the control socket)
+	// shows the down server with its reason.
+	srv := waitHealth(t, cli, rs2, "down", 10*time.Second, nil)
+	tDown := time.Now()
+	if srv.InPool || srv.Weight != 1 || srv.Reason == "" || srv.Since.Before(tStop) {
+		t.Errorf("down server in the listing: %+v", srv)
+	}
+	t.Logf("ulvsadm -L --json: %s is %s (%q) since %s, check %s, in pool %v, weight %d (effective %d)",
+		rs2, srv.Health, srv.Reason, srv.Since.Format(time.RFC3339Nano), srv.Check, srv.InPool, srv.Weight, srv.EffectiveWeight)
+
+	// Keep the loop going with rs2 down, then restart nginx.
+	time.Sleep(time.Until(tStop.Add(8 * time.Second)))
+	tRestart := time.Now()
+	startNginx(t, l, rs[1].Name, ngx[rs[1].Name])
+	waitHealth(t, cli, rs2, "up", 10*time.Second, nil)
+	time.Sleep(time.Until(tRestart.Add(7 * time.Second)))
+	close(stopLoop)
+	<-loopDone
+	wg.Wait()
+	syns := capt.syns(t)
+
+	// The figures.
+	var lastSYN time.Time
+	nDown := 0
+	for _, s := range syns {
+		if s.After(tStop) && s.Before(tRestart) {
+			nDown++
+			if s.After(lastSYN) {
+				lastSYN = s
+			}
+		}
+	}
+	slices.SortFunc(results, func(a, b result) int { return a.start.Compare(b.start) })
+	var failed []result
+	var firstBack time.Time
+	count := map[string]int{}
+	for _, r := range results {
+		if r.err != nil {
+			failed = append(failed, r)
+			continue
+		}
+		count[strings.TrimSpace(r.body)]++
+		if r.body == rs[1].Name+"\n" && r.start.After(tRestart) && firstBack.IsZero() {
+			firstBack = r.start
+		}
+	}
+	boundDown := hcFall*hcInterval + hcTimeout + hcInterval
+	boundUp := hcRise*hcInterval + hcInterval
+	downFig := lastSYN.Sub(tStop)
+	upFig := firstBack.Sub(tRestart)
+	t.Logf("requests: %d sent over %s, answers by server %v, failed %d",
+		len(results), results[len(results)-1].start.Sub(results[0].start).Round(time.Millisecond), count, len(failed))
+	t.Logf("stop -> detected down (listing): %s", tDown.Sub(tStop).Round(time.Millisecond))
+	t.Logf("stop -> last new connection (SYN) sent to rs2: %s (%d connections reached rs2 after the stop); bound fall x interval + timeout + interval = %s (+ margin %s)",
+		downFig.Round(time.Millisecond), nDown, boundDown, margin)
+	t.Logf("restart -> first request answered by rs2: %s; bound rise x interval + interval = %s (+ margin %s)",
+		upFig.Round(time.Millisecond), boundUp, margin)
+
+	if lastSYN.IsZero() {
+		t.Error("no connection reached rs2 after the stop: the capture or the loop is broken")
+	} else if downFig > boundDown+margin {
+		t.Errorf("new connections reached rs2 %s after the stop, more than %s + %s", downFig, boundDown, margin)
+	}
+	if firstBack.IsZero() {
+		t.Error("rs2 took no traffic after its restart")
+	} else if upFig > boundUp+margin {
+		t.Errorf("rs2 took traffic again %s after the restart, more than %s + %s", upFig, boundUp, margin)
+	}
+	// Every failed request was sent to rs2: failures only while new
+	// connections still reached it, and no more of them than reached it.
+	for _, r := range failed {
+		if r.start.Before(tStop) || r.start.After(lastSYN.Add(50*time.Millisecond)) {
+			t.Errorf("request at stop%+s failed (%v), outside [stop, last SYN to rs2 at stop%+s]",
+				r.start.Sub(tStop).Round(time.Millisecond), r.err, downFig.Round(time.Millisecond))
+		}
+	}
+	if len(failed) > nDown {
+		t.Errorf("%d requests failed, but only %d connections reached rs2 after the stop", len(failed), nDown)
+	}
+	if len(failed) == 0 {
+		t.Error("no request failed: the stop was not observed by the loop")
+	}
+	for _, h := range rs {
+		if count[h.Name] == 0 {
+			t.Errorf("%s answered nothing", h.Name)
+		}
+	}
+
+	// Each transition is logged once.
+	out, _ := ulvsd.Output()
+	var downs, ups int
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, `"server":"`+rs2.String()+`"`) {
+			continue
+		}
+		if strings.Contains(line, `"message":"real server down"`) {
+			downs++
+		}
+		if strings.Contains(line, `"message":"real server up"`) {
+			ups++
+		}
+	}
+	if downs != 1 || ups != 1 {
+		t.Errorf("ulvsd logged %d down and %d up transitions of rs2, want 1 and 1:\n%s", downs, ups, out)
+	}
+}
+
+// waitHealth polls the listing until server's health is want (and ok, if
+// given, accepts it) and returns it.
+func waitHealth(t *testing.T, c *control.Client, server netip.AddrPort, want string, limit time.Duration, ok func(*ipvsadm.Server) bool) ipvsadm.Server {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last ipvsadm.Server
+	for {
+		s, err := c.Snapshot(false)
+		if err == nil {
+			for _, svc := range s.Services {
+				for _, srv := range svc.Servers {
+					if srv.Address == server {
+						last = srv
+						if srv.Health == want && (ok == nil || ok(&srv)) {
+							return srv
+						}
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not %s after %s (last %+v, err %v)", server, want, limit, last, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
