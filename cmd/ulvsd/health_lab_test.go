@@ -293,3 +293,103 @@ func waitHealth(t *testing.T, c *control.Client, server netip.AddrPort, want str
 	}
 }
 
+// TestSorryServerAndQuiesceLab runs rs1 (on_failure = "quiesce") and rs2
+// (remove) as real servers and rs3 as the sorry server: the sorry server
+// takes traffic only while neither is up, and the listing says so.
+func TestSorryServerAndQuiesceLab(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 3, NoServers: true})
+	rs := l.Plan.RealServers()
+	ngx := map[string]*nginx{}
+	for _, h := range rs {
+		ngx[h.Name] = startNginx(t, l, h.Name, nil)
+		waitTCP(t, l, "dir1", netip.AddrPortFrom(h.Addr4(), 80).String(), 10*time.Second)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "ulvsd.sock")
+	cfg := l.DirectorConfig(lab.DirectorOptions{ControlSocket: sock, Scheduler: "rr"})
+	rs1, rs2, rs3 := netip.AddrPortFrom(rs[0].Addr4(), 80), netip.AddrPortFrom(rs[1].Addr4(), 80), netip.AddrPortFrom(rs[2].Addr4(), 80)
+	block := fmt.Sprintf("\n  [[virtual_server.real_server]]\n  address = %q\n  method = \"nat\"\n", rs3)
+	if !strings.Contains(cfg, block) {
+		t.Fatalf("lab config lacks %q:\n%s", block, cfg)
+	}
+	cfg = strings.Replace(cfg, block, "", 1)
+	cfg = strings.Replace(cfg, "scheduler = \"rr\"\n", fmt.Sprintf("scheduler = \"rr\"\nsorry_server = %q\nsorry_method = \"nat\"\n", rs3), 1)
+	cfg = strings.Replace(cfg, fmt.Sprintf("address = %q\n  method = \"nat\"\n", rs1),
+		fmt.Sprintf("address = %q\n  method = \"nat\"\n\n  [virtual_server.real_server.health_check]\n  on_failure = \"quiesce\"\n", rs1), 1)
+	cfg += "\n[virtual_server.health_check]\ntype = \"http\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 1\n"
+	cfgPath := filepath.Join(dir, "ulvsd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ulvsd := startULVSD(t, l, "dir1", cfgPath)
+	cli := control.NewClient(sock)
+	vip := netip.AddrPortFrom(l.Plan.VIP4, 80)
+	httpc := l.HTTPClient("client1", 2*time.Second)
+	// answers returns who answered n requests (an error counts as "error").
+	answers := func(n int) map[string]int {
+		m := map[string]int{}
+		for range n {
+			resp, err := httpc.Get("http://" + vip.String() + "/")
+			if err != nil {
+				m["error"]++
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m[strings.TrimSpace(string(b))]++
+		}
+		return m
+	}
+	// expect waits until n consecutive answers come only from want.
+	expect := func(stage string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := answers(6)
+			okAll := true
+			for k := range got {
+				okAll = okAll && slices.Contains(want, k)
+			}
+			if okAll && len(got) == len(want) {
+				t.Logf("%s: answers %v", stage, got)
+				return
+			}
+			if time.Now().After(deadline) {
+				out, _ := ulvsd.Output()
+				t.Fatalf("%s: answers %v, want only and all of %v; ulvsd log:\n%s", stage, got, want, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sorry := func() (bool, ipvsadm.Server, ipvsadm.Server) {
+		s, err := cli.Snapshot(false)
+		if err != nil || len(s.Services) == 0 || len(s.Services[0].Servers) != 2 {
+			t.Fatalf("listing: %v %+v", err, s)
+		}
+		svc := s.Services[0]
+		return svc.SorryActive, svc.Servers[0], svc.Servers[1]
+	}
+	expect("both up", "rs1", "rs2")
+
+	_ = ngx["rs1"].proc.Stop(2 * time.Second)
+	waitHealth(t, cli, rs1, "down", 5*time.Second, nil)
+	expect("rs1 down (quiesced)", "rs2")
+	if act, s1, _ := sorry(); act || !s1.InPool || s1.EffectiveWeight != 0 || s1.Weight != 1 {
+		t.Errorf("rs1 quiesced: sorry active %v, %+v", act, s1)
+	}
+
+	_ = ngx["rs2"].proc.Stop(2 * time.Second)
+	waitHealth(t, cli, rs2, "down", 5*time.Second, nil)
+	expect("both down: the sorry server", "rs3")
+	if act, _, s2 := sorry(); !act || s2.InPool {
+		t.Errorf("both down: sorry active %v, rs2 %+v", act, s2)
+	}
+
+	startNginx(t, l, "rs2", ngx["rs2"])
+	waitHealth(t, cli, rs2, "up", 5*time.Second, nil)
+	expect("rs2 back: the sorry server leaves", "rs2")
+	if act, _, _ := sorry(); act {
+		t.Error("sorry server still active with rs2 up")
+	}
+}
