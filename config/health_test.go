@@ -133,6 +133,7 @@ func TestHealthKeysRefused(t *testing.T) {
 		{"sorry is a real server", base + "sorry_server = \"10.0.1.11:80\"\n" + rs, "h.toml:7: virtual_server[0].sorry_server: 10.0.1.11:80 is also a real server"},
 		{"sorry method", base + "sorry_server = \"10.0.1.9\"\nsorry_method = \"gre\"\n", "h.toml:8: virtual_server[0].sorry_method: method \"gre\""},
 		{"sorry dr port", base + "sorry_server = \"10.0.1.9:8080\"\n", "h.toml:7: virtual_server[0].sorry_server: port 8080 differs"},
+		{"nan hysteresis", base + "[virtual_server.health_check]\ntype = \"feedback\"\nhysteresis = nan\n", "h.toml:9: virtual_server[0].health_check.hysteresis: must be in [0, 1) (got NaN)"},
 		{"max in flight", "[director]\npublic_interface = \"eth0\"\nhealth_max_in_flight = -1\n", "h.toml:3: director.health_max_in_flight: -1 out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
