@@ -211,7 +211,8 @@ fall = %d
 	upFig := firstBack.Sub(tRestart)
 	t.Logf("requests: %d sent over %s, answers by server %v, failed %d",
 		len(results), results[len(results)-1].start.Sub(results[0].start).Round(time.Millisecond), count, len(failed))
-	t.Logf("stop -> detected down (listing): %s", tDown.Sub(tStop).Round(time.Millisecond))
+	t.Logf("stop -> transition to down (its since): %s; seen in the listing at %s",
+		srv.Since.Sub(tStop).Round(time.Millisecond), tDown.Sub(tStop).Round(time.Millisecond))
 	t.Logf("stop -> last new connection (SYN) sent to rs2: %s (%d connections reached rs2 after the stop); bound fall x interval + timeout + interval = %s (+ margin %s)",
 		downFig.Round(time.Millisecond), nDown, boundDown, margin)
 	t.Logf("restart -> first request answered by rs2: %s; bound rise x interval + interval = %s (+ margin %s)",
@@ -244,6 +245,20 @@ fall = %d
 	for _, h := range rs {
 		if count[h.Name] == 0 {
 			t.Errorf("%s answered nothing", h.Name)
+		}
+	}
+
+	// The checks' own state (GET /v1/health).
+	st, err := cli.Health()
+	if err != nil || len(st) != 3 {
+		t.Fatalf("health status: %v, %d checks", err, len(st))
+	}
+	for _, c := range st {
+		if c.Type != "http" || c.Checks == 0 || !c.Up {
+			t.Errorf("check %+v", c)
+		}
+		if c.ID.Server == rs2 && c.Failed < hcFall {
+			t.Errorf("rs2 check counted %d failed probes, want at least %d", c.Failed, hcFall)
 		}
 	}
 
