@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/ulvs/ulvs/config/ipvsadm"
 	"github.com/ulvs/ulvs/control"
+	"github.com/ulvs/ulvs/healthcheck"
 	"github.com/ulvs/ulvs/lab"
 	"github.com/ulvs/ulvs/lab/labtest"
 )
@@ -406,5 +409,87 @@ func TestSorryServerAndQuiesceLab(t *testing.T) {
 	expect("rs2 back: the sorry server leaves", "rs2")
 	if act, _, _ := sorry(); act {
 		t.Error("sorry server still active with rs2 up")
+	}
+}
+
+// TestFeedbackWeightsLab runs the load-feedback agent (what `ulvs-realserver
+// agent` serves) on rs1 with a fixed load file: ulvsd's feedback check
+// scales rs1's weight by the reported load, and the agent's "drain" state
+// takes it to 0 (no new connections) while the listing keeps the
+// configured weight.
+func TestFeedbackWeightsLab(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 2, NoServers: true})
+	rs := l.Plan.RealServers()
+	for _, h := range rs {
+		startNginx(t, l, h.Name, nil)
+		waitTCP(t, l, "dir1", netip.AddrPortFrom(h.Addr4(), 80).String(), 10*time.Second)
+	}
+	dir := t.TempDir()
+	loadFile, stateFile := filepath.Join(dir, "loadavg"), filepath.Join(dir, "state")
+	writeFile := func(p, s string) {
+		t.Helper()
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(loadFile, "0.00 0.00 0.00 1/100 1\n")
+	var ln net.Listener
+	if err := l.Do("rs1", func() (err error) { ln, err = net.Listen("tcp", ":7777"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() {
+		agentDone <- healthcheck.ServeAgentOn(ctx, ln, healthcheck.AgentOptions{StateFile: stateFile, LoadAvgPath: loadFile, CPUs: 2})
+	}()
+	t.Cleanup(func() { cancel(); <-agentDone })
+
+	sock := filepath.Join(dir, "ulvsd.sock")
+	rs1 := netip.AddrPortFrom(rs[0].Addr4(), 80)
+	cfg := l.DirectorConfig(lab.DirectorOptions{ControlSocket: sock, Scheduler: "wrr"})
+	cfg = strings.Replace(cfg, fmt.Sprintf("address = %q\n  method = \"nat\"\n", rs1),
+		fmt.Sprintf("address = %q\n  method = \"nat\"\n  weight = 10\n\n  [virtual_server.real_server.health_check]\n  type = \"feedback\"\n  interval = \"300ms\"\n  timeout = \"200ms\"\n  rise = 1\n  fall = 1\n", rs1), 1)
+	cfgPath := filepath.Join(dir, "ulvsd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ulvsd := startULVSD(t, l, "dir1", cfgPath)
+	cli := control.NewClient(sock)
+	weightIs := func(stage string, want int) {
+		t.Helper()
+		srv := waitHealth(t, cli, rs1, "up", 10*time.Second, func(s *ipvsadm.Server) bool { return s.EffectiveWeight == want })
+		if srv.Weight != 10 || !srv.InPool {
+			t.Errorf("%s: %+v", stage, srv)
+		}
+		t.Logf("%s: rs1 effective weight %d (configured %d), check %s", stage, srv.EffectiveWeight, srv.Weight, srv.Check)
+	}
+	weightIs("idle", 10)
+	writeFile(loadFile, "1.00 0.50 0.20 2/100 1\n") // utilization 0.5 on 2 CPUs
+	weightIs("load 1.0 on 2 CPUs", 5)
+	writeFile(stateFile, "drain\n")
+	weightIs("drain", 0)
+	// No new connection goes to rs1 while it drains.
+	httpc := l.HTTPClient("client1", 2*time.Second)
+	for range 8 {
+		resp, err := httpc.Get("http://" + netip.AddrPortFrom(l.Plan.VIP4, 80).String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.TrimSpace(string(b)) != "rs2" {
+			out, _ := ulvsd.Output()
+			t.Fatalf("draining rs1 answered a new connection; ulvsd log:\n%s", out)
+		}
+	}
+	writeFile(stateFile, "down\n")
+	srv := waitHealth(t, cli, rs1, "down", 10*time.Second, nil)
+	if srv.Reason != "agent reports down" || srv.InPool {
+		t.Errorf("agent down: %+v", srv)
 	}
 }
