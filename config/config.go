@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // Protocol is a virtual service's transport protocol, with IANA numbers.
@@ -172,6 +174,9 @@ type Director struct {
 	MaxConnections   int    // hard bound on connection-table entries
 	LogLevel         string // zerolog level: trace debug info warn error
 	ConnTableBits    int    // log2 of connection-table buckets, shown as "size=" by ulvsadm -L
+	// HealthMaxInFlight bounds the health-check probes running at once;
+	// 0 = healthcheck's default (256).
+	HealthMaxInFlight int
 }
 
 // Default director settings.
@@ -244,6 +249,14 @@ type VirtualServer struct {
 	// connection entry (ipvsadm -o).
 	OnePacket   bool
 	RealServers []RealServer
+	// HealthCheck is the check of each real server (nil: none, every real
+	// server is up). Stored normalised.
+	HealthCheck *healthcheck.Config
+	// SorryServer takes the service's new connections only while none of
+	// its real servers is up (invalid: none). SorryMethod is its
+	// forwarding method (default dr).
+	SorryServer netip.AddrPort
+	SorryMethod Method
 }
 
 // Key identifies a virtual service: ⟨protocol, address, port⟩.
@@ -407,6 +420,9 @@ type RealServer struct {
 	Weight         int    // 0..65535; 0 quiesces the server
 	UpperThreshold uint32 // 0 = none; else no new connections at active+inactive >= this
 	LowerThreshold uint32 // 0 = none; must be <= UpperThreshold when both set
+	// HealthCheck overrides the virtual server's check for this real
+	// server (nil: the virtual server's). Stored normalised.
+	HealthCheck *healthcheck.Config
 }
 
 // New returns a Config with every default filled in and no virtual
@@ -445,6 +461,10 @@ func (c *Config) Clone() *Config {
 func (vs VirtualServer) Clone() VirtualServer {
 	vs.SchedFlags = slices.Clone(vs.SchedFlags)
 	vs.RealServers = slices.Clone(vs.RealServers)
+	for i := range vs.RealServers {
+		vs.RealServers[i].HealthCheck = CloneHealth(vs.RealServers[i].HealthCheck)
+	}
+	vs.HealthCheck = CloneHealth(vs.HealthCheck)
 	return vs
 }
 
@@ -479,7 +499,16 @@ func Equal(a, b *Config) bool {
 		return false
 	}
 	d := Diff(a, b)
-	return len(d.Ops) == 0
+	if len(d.Ops) != 0 {
+		return false
+	}
+	for i := range b.VirtualServers {
+		j := a.Find(b.VirtualServers[i].Key())
+		if j < 0 || !sameHealth(&a.VirtualServers[j], &b.VirtualServers[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // MarshalText renders the protocol as "tcp" or "udp".

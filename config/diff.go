@@ -114,6 +114,7 @@ func Diff(old, new *Config) Changes {
 		{"director.max_connections", od.MaxConnections, nd.MaxConnections},
 		{"director.log_level", od.LogLevel, nd.LogLevel},
 		{"director.conn_table_bits", od.ConnTableBits, nd.ConnTableBits},
+		{"director.health_max_in_flight", od.HealthMaxInFlight, nd.HealthMaxInFlight},
 	} {
 		if f.a != f.b {
 			ch.Restart = append(ch.Restart, f.key)
@@ -163,7 +164,7 @@ func Diff(old, new *Config) Changes {
 			}
 		}
 		for _, nrs := range nvs.RealServers {
-			if ors, ok := oldRS[nrs.Address]; ok && ors != nrs {
+			if ors, ok := oldRS[nrs.Address]; ok && !sameServer(&ors, &nrs) {
 				ch.Ops = append(ch.Ops, Op{Kind: OpEditServer, Key: nvs.Key(), Server: nrs})
 			}
 		}

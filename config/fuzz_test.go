@@ -9,7 +9,7 @@ import (
 // FuzzParse: Parse never panics, returns either a config or an error (never
 // both), and an accepted config survives Marshal/Parse unchanged.
 func FuzzParse(f *testing.F) {
-	for _, p := range []string{"testdata/example.toml", "testdata/full.toml"} {
+	for _, p := range []string{"testdata/example.toml", "testdata/full.toml", "testdata/health.toml"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)

@@ -23,6 +23,7 @@ func Marshal(c *Config) []byte {
 	kv(&b, "", "max_connections", fmt.Sprint(d.MaxConnections))
 	kv(&b, "", "log_level", quote(d.LogLevel))
 	kv(&b, "", "conn_table_bits", fmt.Sprint(d.ConnTableBits))
+	kv(&b, "", "health_max_in_flight", fmt.Sprint(d.HealthMaxInFlight))
 	b.WriteString("\n[timeouts]\n")
 	kv(&b, "", "tcp", durString(c.Timeouts.TCP))
 	kv(&b, "", "tcpfin", durString(c.Timeouts.TCPFin))
@@ -46,6 +47,13 @@ func Marshal(c *Config) []byte {
 		}
 		kv(&b, "", "sched_flags", "["+strings.Join(flags, ", ")+"]")
 		kv(&b, "", "one_packet", fmt.Sprint(vs.OnePacket))
+		if vs.SorryServer.IsValid() {
+			kv(&b, "", "sorry_server", quote(vs.SorryServer.String()))
+			kv(&b, "", "sorry_method", quote(vs.SorryMethod.String()))
+		}
+		if vs.HealthCheck != nil {
+			marshalHealth(&b, "", "virtual_server.health_check", vs.HealthCheck)
+		}
 		for _, rs := range vs.RealServers {
 			b.WriteString("\n  [[virtual_server.real_server]]\n")
 			kv(&b, "  ", "address", quote(rs.Address.String()))
@@ -53,6 +61,9 @@ func Marshal(c *Config) []byte {
 			kv(&b, "  ", "weight", fmt.Sprint(rs.Weight))
 			kv(&b, "  ", "upper_threshold", fmt.Sprint(rs.UpperThreshold))
 			kv(&b, "  ", "lower_threshold", fmt.Sprint(rs.LowerThreshold))
+			if rs.HealthCheck != nil {
+				marshalHealth(&b, "  ", "virtual_server.real_server.health_check", rs.HealthCheck)
+			}
 		}
 	}
 	return b.Bytes()

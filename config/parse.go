@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // The file's shape. Leaf values are decoded as `any` so that every type
@@ -26,14 +28,15 @@ type rawFile struct {
 }
 
 type rawDirector struct {
-	PublicInterface  any `toml:"public_interface"`
-	PrivateInterface any `toml:"private_interface"`
-	Engine           any `toml:"engine"`
-	Workers          any `toml:"workers"`
-	ControlSocket    any `toml:"control_socket"`
-	MaxConnections   any `toml:"max_connections"`
-	LogLevel         any `toml:"log_level"`
-	ConnTableBits    any `toml:"conn_table_bits"`
+	PublicInterface   any `toml:"public_interface"`
+	PrivateInterface  any `toml:"private_interface"`
+	Engine            any `toml:"engine"`
+	Workers           any `toml:"workers"`
+	ControlSocket     any `toml:"control_socket"`
+	MaxConnections    any `toml:"max_connections"`
+	LogLevel          any `toml:"log_level"`
+	ConnTableBits     any `toml:"conn_table_bits"`
+	HealthMaxInFlight any `toml:"health_max_in_flight"`
 }
 
 type rawTimeouts struct {
@@ -57,6 +60,9 @@ type rawVS struct {
 	Netmask     any     `toml:"netmask"`
 	SchedFlags  any     `toml:"sched_flags"`
 	OnePacket   any     `toml:"one_packet"`
+	SorryServer any     `toml:"sorry_server"`
+	SorryMethod any     `toml:"sorry_method"`
+	HealthCheck any     `toml:"health_check"`
 	RealServer  []rawRS `toml:"real_server"`
 }
 
@@ -66,6 +72,7 @@ type rawRS struct {
 	Weight         any `toml:"weight"`
 	UpperThreshold any `toml:"upper_threshold"`
 	LowerThreshold any `toml:"lower_threshold"`
+	HealthCheck    any `toml:"health_check"`
 }
 
 // schema lists every key the file may hold, without array indexes. To add a
@@ -130,7 +137,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	var l errList
 	var unknown []string
 	for _, k := range pos.order {
-		if !schema[k.plain] && !hasPrefixAny(k.path, unknown) {
+		if !schema[k.plain] && !freeForm(k.plain) && !hasPrefixAny(k.path, unknown) {
 			unknown = append(unknown, k.path)
 			what := "key"
 			if t := md.Type(strings.Split(k.plain, ".")...); t == "Hash" || t == "ArrayHash" {
@@ -356,6 +363,7 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 	getInt(l, "director.max_connections", raw.Director.MaxConnections, &d.MaxConnections)
 	getString(l, "director.log_level", raw.Director.LogLevel, &d.LogLevel)
 	getInt(l, "director.conn_table_bits", raw.Director.ConnTableBits, &d.ConnTableBits)
+	getInt(l, "director.health_max_in_flight", raw.Director.HealthMaxInFlight, &d.HealthMaxInFlight)
 
 	getDuration(l, "timeouts.tcp", raw.Timeouts.TCP, &c.Timeouts.TCP)
 	getDuration(l, "timeouts.tcpfin", raw.Timeouts.TCPFin, &c.Timeouts.TCPFin)
@@ -436,6 +444,12 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 			}
 		}
 		getBool(l, p+".one_packet", rv.OnePacket, &vs.OnePacket)
+		parseSorry(l, p, &vs, rv.SorryServer, rv.SorryMethod)
+		var vsHealth healthcheck.Config
+		if m, ok := healthTable(l, p+".health_check", rv.HealthCheck); ok {
+			decodeHealth(l, p+".health_check", m, &vsHealth)
+			vs.HealthCheck = normHealth(&vsHealth)
+		}
 
 		for j := range rv.RealServer {
 			rr := &rv.RealServer[j]
@@ -476,6 +490,16 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 				} else {
 					rs.LowerThreshold = uint32(lo)
 				}
+			}
+			if m, ok := healthTable(l, rp+".health_check", rr.HealthCheck); ok {
+				// An override with a type replaces the virtual server's
+				// check; one without is merged over it.
+				var h healthcheck.Config
+				if _, typed := m["type"]; !typed {
+					h = *CloneHealth(&vsHealth)
+				}
+				decodeHealth(l, rp+".health_check", m, &h)
+				rs.HealthCheck = normHealth(&h)
 			}
 			vs.RealServers = append(vs.RealServers, rs)
 		}

@@ -129,6 +129,9 @@ func (c *Config) validate(l *errList) {
 	if !slices.Contains(LogLevels, d.LogLevel) {
 		l.add("director.log_level", ErrInvalid, "%q (want one of %s)", d.LogLevel, strings.Join(LogLevels, ", "))
 	}
+	if d.HealthMaxInFlight < 0 || d.HealthMaxInFlight > 1<<20 {
+		l.add("director.health_max_in_flight", ErrInvalid, "%d out of range 0..%d (0 = default 256)", d.HealthMaxInFlight, 1<<20)
+	}
 	if d.ConnTableBits < 8 || d.ConnTableBits > 20 {
 		l.add("director.conn_table_bits", ErrInvalid, "%d out of range 8..20", d.ConnTableBits)
 	}
@@ -217,6 +220,7 @@ func (vs *VirtualServer) validate(l *errList, p string) {
 	if vs.OnePacket && vs.Protocol != UDP {
 		l.add(p+".one_packet", ErrInvalid, "one-packet scheduling is only for UDP virtual services")
 	}
+	vs.validateHealth(l, p)
 	seen := map[netip.AddrPort]int{}
 	for j := range vs.RealServers {
 		rs := &vs.RealServers[j]

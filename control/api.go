@@ -14,6 +14,7 @@ import (
 
 	"github.com/ulvs/ulvs/config"
 	"github.com/ulvs/ulvs/config/ipvsadm"
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // The control API, HTTP with JSON bodies on a unix socket (root-only by
@@ -97,6 +98,13 @@ func (c *Control) Handler(status StatusFunc) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, changeReply(ch))
+	})
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		st := c.HealthStatus()
+		if st == nil {
+			st = []healthcheck.Status{}
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		if status == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ulvs/ulvs/config/ipvsadm"
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // DefaultSocket is where ulvsd listens unless configured otherwise.
@@ -93,6 +94,14 @@ func (c *Client) Snapshot(conns bool) (*ipvsadm.Snapshot, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Health fetches every health check's state (counts, last result,
+// durations), for monitors and metrics.
+func (c *Client) Health() ([]healthcheck.Status, error) {
+	var st []healthcheck.Status
+	err := c.do("GET", "/v1/health", nil, &st)
+	return st, err
 }
 
 // Command runs one table-changing ipvsadm command in the daemon.

@@ -18,11 +18,13 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/ulvs/ulvs/config"
 	"github.com/ulvs/ulvs/config/ipvsadm"
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // Dataplane is what the control plane drives: the forwarder's director in
@@ -39,11 +41,16 @@ type Dataplane interface {
 
 // Control holds the running configuration.
 type Control struct {
-	mu   sync.Mutex
-	cur  *config.Config
-	dp   Dataplane
-	path string // the TOML file, for Reload
-	log  zerolog.Logger
+	mu     sync.Mutex
+	cur    *config.Config // the configured table
+	eff    *config.Config // the table the data path runs: cur with the health overlay
+	health map[healthcheck.TargetID]*hstate
+	specs  []healthcheck.Spec // what hm runs
+	hm     HealthManager      // nil: no health checks run (every real server is up)
+	now    func() time.Time
+	dp     Dataplane
+	path   string // the TOML file, for Reload
+	log    zerolog.Logger
 }
 
 // New returns a control plane over dp whose running table is empty and
@@ -52,7 +59,22 @@ type Control struct {
 func New(dp Dataplane, path string, dir config.Director, log zerolog.Logger) *Control {
 	cur := config.New()
 	cur.Director = dir
-	return &Control{cur: cur, dp: dp, path: path, log: log}
+	return &Control{cur: cur, eff: cur.Clone(), health: map[healthcheck.TargetID]*hstate{}, now: time.Now,
+		dp: dp, path: path, log: log}
+}
+
+// SetHealthManager makes hm run the health checks of the running table
+// and of every later change. Call it once, before the first Apply; hm's
+// Sink should be c.
+func (c *Control) SetHealthManager(hm HealthManager) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	specs := healthSpecs(c.cur)
+	if err := hm.Update(specs); err != nil {
+		return err
+	}
+	c.hm, c.specs = hm, specs
+	return nil
 }
 
 // Config returns a copy of the running configuration.
@@ -80,33 +102,50 @@ func (c *Control) applyLocked(next *config.Config, source string) (config.Change
 		return config.Changes{}, err
 	}
 	ch := config.Diff(c.cur, next)
-	for i, op := range ch.Ops {
-		if err := c.dp.Apply(op); err != nil {
-			c.rollback(ch.Ops[:i])
-			return ch, fmt.Errorf("%s: %w (%w)", op, err, ErrPartial)
-		}
-	}
-	for _, op := range ch.Ops {
-		c.log.Info().Str("source", source).Str("op", op.String()).Msg("applied")
-	}
 	if len(ch.Restart) > 0 {
-		c.log.Warn().Strs("keys", ch.Restart).Msg("changed settings take effect after a restart of ulvsd")
 		// Keep the running values of what needs a restart.
 		next = next.Clone()
 		next.Director = c.cur.Director
 	}
-	c.cur = next
-	return ch, nil
+	specs := healthSpecs(next)
+	health := c.nextHealth(specs)
+	eff := effective(next, health)
+	ops := config.Diff(c.eff, eff).Ops
+	if c.hm != nil {
+		// Validated and atomic: on error no check has changed.
+		if err := c.hm.Update(specs); err != nil {
+			return config.Changes{}, err
+		}
+	}
+	for i, op := range ops {
+		if err := c.dp.Apply(op); err != nil {
+			c.rollback(ops[:i])
+			if c.hm != nil {
+				if uerr := c.hm.Update(c.specs); uerr != nil {
+					c.log.Error().Err(uerr).Msg("rollback: cannot restore the health checks")
+				}
+			}
+			return config.Changes{Ops: ops, Restart: ch.Restart}, fmt.Errorf("%s: %w (%w)", op, err, ErrPartial)
+		}
+	}
+	for _, op := range ops {
+		c.log.Info().Str("source", source).Str("op", op.String()).Msg("applied")
+	}
+	if len(ch.Restart) > 0 {
+		c.log.Warn().Strs("keys", ch.Restart).Msg("changed settings take effect after a restart of ulvsd")
+	}
+	c.cur, c.eff, c.health, c.specs = next, eff, health, specs
+	return config.Changes{Ops: ops, Restart: ch.Restart}, nil
 }
 
 // rollback reverts the operations already applied of a failed change.
 func (c *Control) rollback(done []config.Op) {
-	partial, err := config.Apply(c.cur, done)
+	partial, err := config.Apply(c.eff, done)
 	if err != nil {
 		c.log.Error().Err(err).Msg("rollback: cannot rebuild the partial table")
 		return
 	}
-	for _, op := range config.Diff(partial, c.cur).Ops {
+	for _, op := range config.Diff(partial, c.eff).Ops {
 		if err := c.dp.Apply(op); err != nil {
 			c.log.Error().Err(err).Str("op", op.String()).Msg("rollback step failed")
 		}
@@ -178,6 +217,7 @@ func (c *Control) Command(argv []string, stdin []byte) error {
 func (c *Control) Snapshot(conns bool) *ipvsadm.Snapshot {
 	c.mu.Lock()
 	s := ipvsadm.FromConfig(c.cur)
+	c.fillHealth(s)
 	c.mu.Unlock()
 	c.dp.Snapshot(s, conns)
 	return s

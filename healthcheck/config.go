@@ -343,7 +343,7 @@ func (c Config) Validate() error {
 		if n.MaxWeight < 0 || (n.MaxWeight != 0 && n.MaxWeight < n.MinWeight) {
 			return cfgErr("max_weight", "must be at least min_weight %d (got %d)", n.MinWeight, n.MaxWeight)
 		}
-		if n.Hysteresis < 0 || n.Hysteresis >= 1 {
+		if !(n.Hysteresis >= 0 && n.Hysteresis < 1) { // NaN fails too
 			return cfgErr("hysteresis", "must be in [0, 1) (got %g)", n.Hysteresis)
 		}
 	}

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -214,6 +215,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{Config{Type: TypeFeedback, AgentPath: "load"}, "agent_path", "must start with /"},
 		{Config{Type: TypeFeedback, MinWeight: 5, MaxWeight: 2}, "max_weight", "at least min_weight"},
 		{Config{Type: TypeFeedback, Hysteresis: 1.5}, "hysteresis", "[0, 1)"},
+		{Config{Type: TypeFeedback, Hysteresis: math.NaN()}, "hysteresis", "[0, 1)"},
 	} {
 		err := tc.cfg.Validate()
 		var ce *ConfigError

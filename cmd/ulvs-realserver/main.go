@@ -3,12 +3,16 @@
 //
 //	ulvs-realserver dr  --vip ADDR [--vip ADDR]... [--dev lo] [--undo]
 //	ulvs-realserver tun --vip ADDR [--vip ADDR]... [--dev ulvstun0] [--undo]
+//	ulvs-realserver agent [--listen ADDR] [--state-file FILE] [--path /load]
 //
 // dr puts each VIP on a non-ARPing device and sets arp_ignore=1 and
 // arp_announce=2; --undo reverses exactly what it changed. tun receives
 // IP-in-IP (protocols 4 and 41), decapsulates it in userspace and injects
 // the inner packets through a TUN device holding the VIPs, until SIGTERM or
-// SIGINT; --undo restores what a crashed run left behind.
+// SIGINT; --undo restores what a crashed run left behind. agent serves the
+// load report of the director's feedback health check (GET /load: load
+// averages, CPUs, and the state "up", "drain" or "down" read from the
+// state file) until SIGTERM or SIGINT.
 package main
 
 import (
@@ -17,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -27,12 +32,14 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/ulvs/ulvs/healthcheck"
 	"github.com/ulvs/ulvs/realserver"
 )
 
 const usage = `usage:
   ulvs-realserver dr  --vip ADDR [--vip ADDR]... [--dev DEVICE] [--undo] [--state-dir DIR]
   ulvs-realserver tun --vip ADDR [--vip ADDR]... [--dev DEVICE] [--undo] [--state-dir DIR]
+  ulvs-realserver agent [--listen ADDR] [--state-file FILE] [--path PATH]
 `
 
 func main() {
@@ -64,6 +71,11 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	mode := args[0]
+	if mode == "agent" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return runAgent(ctx, args[1:], stderr)
+	}
 	if mode != "dr" && mode != "tun" {
 		if mode == "-h" || mode == "--help" || mode == "help" {
 			fmt.Fprint(stderr, usage)
@@ -135,4 +147,35 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// runAgent serves healthcheck.ServeAgent until ctx ends.
+func runAgent(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ulvs-realserver agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", fmt.Sprintf(":%d", healthcheck.DefaultAgentPort), "address to serve the load report on")
+	stateFile := fs.String("state-file", "", "file whose first word (up, drain or down) is the reported state; missing = up")
+	path := fs.String("path", healthcheck.DefaultAgentPath, "HTTP path of the report (the check's agent_path)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ulvs-realserver agent: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(stderr)}).With().Timestamp().Str("cmd", "ulvs-realserver agent").Logger()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error().Err(err).Msg("failed")
+		return 1
+	}
+	log.Info().Str("listen", ln.Addr().String()).Str("path", *path).Str("state_file", *stateFile).Msg("serving the load report")
+	if err := healthcheck.ServeAgentOn(ctx, ln, healthcheck.AgentOptions{Path: *path, StateFile: *stateFile}); err != nil {
+		log.Error().Err(err).Msg("failed")
+		return 1
+	}
+	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ulvs/ulvs/config/ipvsadm"
 	"github.com/ulvs/ulvs/control"
@@ -20,11 +21,16 @@ func main() {
 
 // run executes one ulvsadm invocation and returns its exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	args, health := cutHealthFlag(args)
 	args = append([]string{"ulvsadm"}, args...) // argv, as ipvsadm parses it
 	cmd, err := ipvsadm.Parse(args)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return ipvsadm.ExitCode(err)
+	}
+	if health && (cmd.Kind != ipvsadm.CmdList || cmd.JSON || cmd.Options&ipvsadm.OptConnection != 0) {
+		fmt.Fprintln(stderr, "ulvsadm: --health goes with -L (or -l) alone: ulvsadm -L --health")
+		return 2
 	}
 	switch cmd.Kind {
 	case ipvsadm.CmdHelp:
@@ -37,6 +43,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := control.NewClient(cmd.Socket)
 	switch cmd.Kind {
 	case ipvsadm.CmdList, ipvsadm.CmdSave:
+		if health {
+			var s *ipvsadm.Snapshot
+			if s, err = c.Snapshot(false); err == nil {
+				printHealth(stdout, s, time.Now())
+			}
+			break
+		}
 		err = list(c, cmd, stdout)
 	case ipvsadm.CmdRestore:
 		var in []byte

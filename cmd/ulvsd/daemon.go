@@ -19,6 +19,7 @@ import (
 	"github.com/ulvs/ulvs/forwarder"
 	"github.com/ulvs/ulvs/forwarder/engine"
 	"github.com/ulvs/ulvs/forwarder/pkt"
+	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // daemon is one running ulvsd: the data path, the control plane and the
@@ -30,6 +31,7 @@ type daemon struct {
 	eng    engine.Engine
 	dir    *forwarder.Director
 	ctl    *control.Control
+	hm     *healthcheck.Manager
 	est    *control.Estimator
 	raw    *rawSender
 	sock   net.Listener
@@ -91,6 +93,15 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 	d.est = control.NewEstimator()
 	d.ctl = control.New(&control.DirectorPlane{D: dir, Rates: d.est}, path, cfg.Director, log)
 	dir.OnChange(d.updateFilter)
+	var hopts []healthcheck.Option
+	if n := cfg.Director.HealthMaxInFlight; n > 0 {
+		hopts = append(hopts, healthcheck.WithMaxInFlight(n))
+	}
+	d.hm = healthcheck.NewManager(log.With().Str("component", "health").Logger(), d.ctl, hopts...)
+	if err := d.ctl.SetHealthManager(d.hm); err != nil {
+		d.close()
+		return nil, err
+	}
 	if _, err := d.ctl.Apply(cfg); err != nil {
 		d.close()
 		return nil, fmt.Errorf("applying %s: %w", path, err)
@@ -109,6 +120,9 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 }
 
 func (d *daemon) close() {
+	if d.hm != nil {
+		d.hm.Close() // stops every check before the data path goes
+	}
 	if d.sock != nil {
 		d.sock.Close()
 	}

@@ -42,6 +42,10 @@ type Service struct {
 	Stats       Stats           `json:"stats"`
 	Rate        Rate            `json:"rate"`
 	Servers     []Server        `json:"real_servers"` // in table order
+	// SorryServer is the sorry server ("" = none); SorryActive is true
+	// while it takes the service's traffic (no real server is up).
+	SorryServer string `json:"sorry_server,omitempty"`
+	SorryActive bool   `json:"sorry_active,omitempty"`
 }
 
 // Server is one real server with its counters.
@@ -56,9 +60,23 @@ type Server struct {
 	PersistConns   uint32         `json:"persist_conns"`
 	Stats          Stats          `json:"stats"`
 	Rate           Rate           `json:"rate"`
-	// Health is the health-check state ("up", "down", ...) once health
-	// checks exist; "" = not checked. ipvsadm formats do not show it.
+	// Health is the health-check state, "up" or "down"; "" = not
+	// checked. ipvsadm's text formats do not show it (ulvsadm -L --health
+	// does). Weight above stays the configured weight.
 	Health string `json:"health,omitempty"`
+	// Reason says why the real server entered its health state ("status
+	// 503", "passed 2 consecutive checks: status 200").
+	Reason string `json:"reason,omitempty"`
+	// Since is when it entered that state.
+	Since time.Time `json:"since,omitzero"`
+	// Check is the health check's type ("http", ...); "" = none.
+	Check string `json:"check,omitempty"`
+	// EffectiveWeight is the weight the scheduler uses: the configured
+	// weight changed by health (0 while quiesced, a dynamic weight from
+	// exec or feedback checks). InPool is false while the real server is
+	// out of the scheduler's pool (down with on_failure = "remove").
+	EffectiveWeight int  `json:"effective_weight"`
+	InPool          bool `json:"in_pool"`
 }
 
 // Stats are totals since the service or server was added (or zeroed).
@@ -109,9 +127,12 @@ func FromConfig(c *config.Config) *Snapshot {
 		svc := Service{Protocol: vs.Protocol, Address: vs.Address, Scheduler: vs.Scheduler,
 			SchedFlags: append([]string(nil), vs.SchedFlags...), Persistence: uint32(vs.Persistence / time.Second),
 			Netmask: vs.Netmask, OnePacket: vs.OnePacket}
+		if vs.SorryServer.IsValid() {
+			svc.SorryServer = vs.SorryServer.String() + " " + vs.SorryMethod.String()
+		}
 		for _, rs := range vs.RealServers {
 			svc.Servers = append(svc.Servers, Server{Address: rs.Address, Method: rs.Method, Weight: rs.Weight,
-				UpperThreshold: rs.UpperThreshold, LowerThreshold: rs.LowerThreshold})
+				UpperThreshold: rs.UpperThreshold, LowerThreshold: rs.LowerThreshold, EffectiveWeight: rs.Weight, InPool: true})
 		}
 		s.Services = append(s.Services, svc)
 	}

@@ -126,7 +126,11 @@ func Apply(c *config.Config, cmd *Command) error {
 		if i < 0 {
 			c.VirtualServers = append(c.VirtualServers, vs)
 		} else {
-			vs.RealServers = c.VirtualServers[i].RealServers
+			old := &c.VirtualServers[i]
+			vs.RealServers = old.RealServers
+			// ipvsadm -E does not know health checks or sorry servers:
+			// keep them.
+			vs.HealthCheck, vs.SorryServer, vs.SorryMethod = old.HealthCheck, old.SorryServer, old.SorryMethod
 			c.VirtualServers[i] = vs
 		}
 	case CmdDel:
@@ -167,7 +171,9 @@ func Apply(c *config.Config, cmd *Command) error {
 		if cmd.Kind == CmdAddDest {
 			vs.RealServers = append(vs.RealServers, cmd.Server)
 		} else {
+			hc := vs.RealServers[j].HealthCheck // -e keeps the server's check
 			vs.RealServers[j] = cmd.Server
+			vs.RealServers[j].HealthCheck = hc
 		}
 	case CmdTimeout:
 		for k, d := range []*time.Duration{&c.Timeouts.TCP, &c.Timeouts.TCPFin, &c.Timeouts.UDP} {
