@@ -173,6 +173,19 @@ func (l *Lab) buildSwitch() error {
 				return err
 			}
 		}
+		// With br_netfilter loaded, bridged frames would go through
+		// netfilter, which validates (and silently drops) malformed IP
+		// before it reaches the director, and costs every bridged packet
+		// netfilter work. A lab's switch is a plain switch.
+		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+			key := "net.bridge.bridge-nf-call-" + k
+			if _, err := os.Stat("/proc/sys/" + dotsToSlashes(key)); err != nil {
+				continue // br_netfilter not loaded: nothing to turn off
+			}
+			if err := writeSysctl(key, "0"); err != nil {
+				return err
+			}
+		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("switch: %w", err)

@@ -286,3 +286,23 @@ func TestDirectorKernelSilent(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchIsPlain checks that bridged frames skip netfilter in the
+// switch namespace (br_netfilter would validate and drop malformed IP
+// before the director sees it).
+func TestSwitchIsPlain(t *testing.T) {
+	l := labtest.New(t, lab.Spec{Mode: lab.DR, Servers: 1, NoServers: true})
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		t.Skip("br_netfilter is not loaded on this kernel: nothing to check")
+	}
+	for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+		out, err := l.Exec(context.Background(), "switch", "cat", "/proc/sys/net/bridge/bridge-nf-call-"+k).Output()
+		if err != nil {
+			t.Fatalf("reading the switch's bridge-nf-call-%s: %v", k, err)
+		}
+		v := strings.TrimSpace(string(out))
+		if v != "0" {
+			t.Errorf("switch: net.bridge.bridge-nf-call-%s = %s, want 0", k, v)
+		}
+	}
+}
