@@ -516,3 +516,31 @@ func TestDRTooBigForEgress(t *testing.T) {
 		t.Fatalf("drops %v", nonZero(l.d.Drops()))
 	}
 }
+
+// TestNATDropsBadL4Checksum: NAT checks the TCP/UDP checksum before it
+// rewrites, in both directions; DR forwards the segment untouched.
+func TestNATDropsBadL4Checksum(t *testing.T) {
+	l := newLab(t)
+	l.addService("rr", conntrack.MethodMasq, 1)
+	src := netip.AddrPortFrom(client, 40000)
+	syn := tcpFrame(t, macClient, macPub, src, netip.AddrPortFrom(vip, 80), "S", []byte("x"))
+	syn[54] ^= 0xff // the payload byte (the frame is padded to 60)
+	if out := l.feed(engine.Public, syn); len(out) != 0 || l.d.Drops()["bad_l4_checksum"] != 1 {
+		t.Fatalf("bad inbound checksum: %d frames, drops %v", len(out), nonZero(l.d.Drops()))
+	}
+	// A good SYN, then a reply with a bad checksum.
+	l.feed(engine.Public, tcpFrame(t, macClient, macPub, src, netip.AddrPortFrom(vip, 80), "S", nil))
+	reply := tcpFrame(t, rsMAC(1), macPriv, netip.AddrPortFrom(rsAddr(1), 80), src, "SA", []byte("y"))
+	reply[54] ^= 0xff
+	if out := l.feed(engine.Private, reply); len(out) != 0 || l.d.Drops()["bad_l4_checksum"] != 2 {
+		t.Fatalf("bad reply checksum: %d frames, drops %v", len(out), nonZero(l.d.Drops()))
+	}
+
+	dr := newLab(t)
+	dr.addService("rr", conntrack.MethodRoute, 1)
+	bad := tcpFrame(t, macClient, macPub, src, netip.AddrPortFrom(vip, 80), "S", []byte("x"))
+	bad[54] ^= 0xff
+	if out := dr.feed(engine.Public, bad); len(out) != 1 {
+		t.Fatalf("DR: a segment with a bad checksum was not forwarded as it is (drops %v)", nonZero(dr.d.Drops()))
+	}
+}

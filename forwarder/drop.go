@@ -50,6 +50,10 @@ const (
 	// (ARP and NDP for a VIP, an ICMP error about a tunnel packet relayed
 	// to the client). Counted, but not a failure.
 	DropAnswered
+	// DropBadL4Checksum: a NAT packet whose TCP or UDP checksum does not
+	// verify. NAT rewrites the packet, so it is checked first, as IPVS does;
+	// DR and TUN leave the transport header alone and forward it as it is.
+	DropBadL4Checksum
 
 	numDrops
 )
@@ -69,6 +73,7 @@ var directorDropNames = [...]string{
 	DropTxFailed - Drop(pkt.NumDrops):         "tx_failed",
 	DropNoTunnelSource - Drop(pkt.NumDrops):   "no_tunnel_source",
 	DropAnswered - Drop(pkt.NumDrops):         "answered",
+	DropBadL4Checksum - Drop(pkt.NumDrops):    "bad_l4_checksum",
 }
 
 // String returns the counter name of the reason.

@@ -236,6 +236,9 @@ func (w *worker) forward(bp *engine.Packet, buf []byte) Drop {
 		case c.Method == conntrack.MethodRoute:
 			pd = pkt.DR(buf, p, mac, w.d.cfg.Ifaces[ifi].MAC)
 		case p.Flags&pkt.FlagICMPError == 0:
+			if !pkt.L4ChecksumOK(buf, p) {
+				return DropBadL4Checksum // IPVS's dnat handlers check it too
+			}
 			pd = pkt.NATIn(buf, p, c.DAddr, c.DPort)
 		default: // an ICMP error already translated by ICMPNATIn
 			pd = pkt.DecTTL(buf, p)
@@ -292,6 +295,9 @@ func (w *worker) outbound(bp *engine.Packet, buf []byte) Drop {
 	}
 	if w.c.Method != conntrack.MethodMasq {
 		return DropNotOurs
+	}
+	if !pkt.L4ChecksumOK(buf, p) {
+		return DropBadL4Checksum
 	}
 	if pd := pkt.NATOut(buf, p, w.c.VAddr, w.c.VPort); pd != pkt.DropNone {
 		return w.rewriteFailed(buf, pd)
