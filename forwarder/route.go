@@ -50,8 +50,11 @@ func (i *Iface) Src(v6 bool) (netip.Addr, bool) {
 // route is one entry of the next-hop table.
 type route struct {
 	prefix  netip.Prefix // in 16-byte form: IPv4 prefixes have 96 added to their length
-	iface   int          // index into the director's interface list
-	gateway [16]byte     // zero for a connected prefix
+	hi, lo  uint64       // the prefix's address, as two big-endian words
+	mhi     uint64       // the prefix's mask, likewise
+	mlo     uint64
+	iface   int      // index into the director's interface list
+	gateway [16]byte // zero for a connected prefix
 	hasGW   bool
 	v6      bool // the family of the route; ::/0 must not match IPv4
 }
@@ -68,9 +71,10 @@ type RouteTable struct {
 // and the next-hop address for dst.
 func (rt *RouteTable) Lookup(dst *[16]byte) (iface int, nextHop [16]byte, ok bool) {
 	v6 := !is4(dst)
+	hi, lo := splitAddr(dst)
 	for i := range rt.routes {
 		r := &rt.routes[i]
-		if r.v6 == v6 && prefixContains(r.prefix, dst) {
+		if r.v6 == v6 && hi&r.mhi == r.hi && lo&r.mlo == r.lo {
 			if r.hasGW {
 				return r.iface, r.gateway, true
 			}
@@ -86,22 +90,19 @@ func is4(a *[16]byte) bool {
 		a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0
 }
 
-func prefixContains(p netip.Prefix, a *[16]byte) bool {
-	bits := p.Bits()
-	pa := p.Addr().As16()
-	full := bits / 8
-	for i := 0; i < full; i++ {
-		if pa[i] != a[i] {
-			return false
-		}
+// maskWords returns the two big-endian words of a /bits mask of 128 bits.
+func maskWords(bits int) (hi, lo uint64) {
+	switch {
+	case bits <= 0:
+		return 0, 0
+	case bits < 64:
+		return ^uint64(0) << (64 - bits), 0
+	case bits == 64:
+		return ^uint64(0), 0
+	case bits < 128:
+		return ^uint64(0), ^uint64(0) << (128 - bits)
 	}
-	if rem := bits % 8; rem != 0 {
-		mask := byte(0xff << (8 - rem))
-		if pa[full]&mask != a[full]&mask {
-			return false
-		}
-	}
-	return true
+	return ^uint64(0), ^uint64(0)
 }
 
 // to16 returns p with its address in 16-byte form, IPv4 lengths shifted by 96.
@@ -115,6 +116,15 @@ func to16(p netip.Prefix) netip.Prefix {
 // buildRouteTable orders the routes longest prefix first; among equal lengths
 // the earlier interface (the public one) wins.
 func buildRouteTable(rs []route) *RouteTable {
+	for i := range rs {
+		r := &rs[i]
+		a := r.prefix.Addr().As16()
+		r.hi, r.lo = splitAddr(&a)
+		bits := r.prefix.Bits()
+		r.mhi, r.mlo = maskWords(bits)
+		r.hi &= r.mhi
+		r.lo &= r.mlo
+	}
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].prefix.Bits() > rs[j].prefix.Bits() })
 	return &RouteTable{routes: rs}
 }
