@@ -55,6 +55,7 @@ func Marshal(c *Config) []byte {
 			kv(&b, "  ", "lower_threshold", fmt.Sprint(rs.LowerThreshold))
 		}
 	}
+	marshalWeb(&b, &c.Web) // config/web.go
 	return b.Bytes()
 }
 
