@@ -103,6 +103,10 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		d.close()
 		return nil, err
 	}
+	if _, err := startWeb(ctx, cfg.Web, d.ctl, d.status, log); err != nil { // cmd/ulvsd/web.go
+		d.close()
+		return nil, err
+	}
 	log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues())).
 		Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
 	return d, nil
