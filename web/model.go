@@ -104,6 +104,7 @@ type point struct{ active, inact, cps, pps uint64 }
 
 // Series are the chart data of one service or server, oldest first.
 type Series struct {
+	Conns  []uint64 `json:"conns"` // active + inactive
 	Active []uint64 `json:"active"`
 	Inact  []uint64 `json:"inact"`
 	CPS    []uint64 `json:"cps"`
@@ -217,12 +218,14 @@ func (m *Monitor) history(ids map[string]bool) History {
 			se := h.Series[id]
 			if se == nil {
 				// Pad the series of an id that appeared late.
-				se = &Series{Active: make([]uint64, i), Inact: make([]uint64, i), CPS: make([]uint64, i), PPS: make([]uint64, i)}
+				se = &Series{Conns: make([]uint64, i), Active: make([]uint64, i), Inact: make([]uint64, i), CPS: make([]uint64, i), PPS: make([]uint64, i)}
 				h.Series[id] = se
 			}
 			for len(se.Active) < i {
+				se.Conns = append(se.Conns, 0)
 				se.Active, se.Inact, se.CPS, se.PPS = append(se.Active, 0), append(se.Inact, 0), append(se.CPS, 0), append(se.PPS, 0)
 			}
+			se.Conns = append(se.Conns, p.active+p.inact)
 			se.Active = append(se.Active, p.active)
 			se.Inact = append(se.Inact, p.inact)
 			se.CPS = append(se.CPS, p.cps)

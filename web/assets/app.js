@@ -50,7 +50,7 @@
       const sec = document.querySelector('section.service[data-svc="' + CSS.escape(s.id) + '"]');
       if (!sec) { if (!detail) restructure = true; continue; }
       shown.delete(s.id);
-      setText(sec.querySelector('[data-sf="active"]'), String(s.active));
+      setText(sec.querySelector('[data-sf="conns"]'), s.active + " + " + s.inact);
       setText(sec.querySelector('[data-sf="pps"]'), fmt(s.rate.in_pps + s.rate.out_pps));
       setText(sec.querySelector('[data-sf="cps"]'), fmt(s.rate.cps));
       const rows = sec.querySelectorAll("tr[data-id]");
