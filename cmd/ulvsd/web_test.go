@@ -294,11 +294,25 @@ state_dir = %q
 	}
 	time.Sleep(2500 * time.Millisecond) // one more live update with the drained row
 	serviceShot := shot("service")
+
+	// On a phone (390 px wide) the page does not scroll sideways: the
+	// tables scroll inside their boxes.
+	step("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)),
+		chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`section.service`)))
+	if w := get(chromedp.Evaluate[string](`String(document.documentElement.scrollWidth) + "/" + String(window.innerWidth)`)); func() bool {
+		a, b, _ := strings.Cut(w, "/")
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(b)
+		return y == 0 || x > y
+	}() {
+		t.Fatalf("on a phone the page is wider than the screen (scrollWidth/innerWidth %s)", w)
+	}
+	phoneShot := shot("phone")
 	if dir := shotDir; dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for name, b := range map[string][]byte{"monitor.png": overviewShot, "monitor-service.png": serviceShot} {
+		for name, b := range map[string][]byte{"monitor.png": overviewShot, "monitor-service.png": serviceShot, "monitor-phone.png": phoneShot} {
 			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
