@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 	"github.com/ulvs/ulvs/config"
 )
 
-// CookieName is the session cookie.
-const CookieName = "ulvs_session"
+// CookieName is the session cookie. The __Host- prefix makes browsers
+// accept it only from HTTPS, for this host alone, with Path=/.
+const CookieName = "__Host-ulvs_session"
 
 // Login limits: after MaxFailures failed logins within LockoutWindow for
 // one user name, or from one source address, further attempts for it are
@@ -60,11 +62,13 @@ type auth struct {
 	sessions map[string]*session
 	fails    map[string]*failures // "u:"+name, "a:"+address
 	dummy    []byte               // compared against for unknown users (same timing)
+	bcrypts  chan struct{}        // bounds concurrent password checks (CPU)
 }
 
 func newAuth(users []config.WebUser, ttl time.Duration, now func() time.Time) *auth {
 	a := &auth{users: map[string]config.WebUser{}, ttl: ttl, now: now,
-		sessions: map[string]*session{}, fails: map[string]*failures{}}
+		sessions: map[string]*session{}, fails: map[string]*failures{},
+		bcrypts: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	cost := bcrypt.DefaultCost
 	for _, u := range users {
 		a.users[u.Name] = u
@@ -142,7 +146,11 @@ func (a *auth) login(name, password, addr string) (*session, error) {
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}
+	// At most half the CPUs check passwords at a time, so that a flood of
+	// logins cannot starve the data path.
+	a.bcrypts <- struct{}{}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	<-a.bcrypts
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

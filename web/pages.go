@@ -111,6 +111,16 @@ func (m *Monitor) secure(next http.Handler) http.Handler {
 			http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), code)
 			return
 		}
+		// A change from another site's page: refused (besides SameSite
+		// cookies and CSRF tokens), the login form included.
+		if r.Method == http.MethodPost {
+			if o := r.Header.Get("Origin"); o != "" && o != "null" && o != "https://"+r.Host {
+				m.log.Warn().Str("audit", "cross-origin").Str("origin", o).Str("from", sourceAddr(r)).
+					Str("path", r.URL.Path).Msg("request from another site refused")
+				httpError(w, http.StatusForbidden, "cross-site request refused")
+				return
+			}
+		}
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
@@ -264,9 +274,9 @@ const maxConnRows = 500
 func (m *Monitor) connsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	d := &pageData{Title: "Connections", Nav: "conns", Query: q}
-	snap := m.o.Control.Snapshot(true)
-	d.NConns = len(snap.Conns)
-	if q != "" {
+	if q != "" { // the connection table is copied only for a search
+		snap := m.o.Control.Snapshot(true)
+		d.NConns = len(snap.Conns)
 		for _, c := range snap.Conns {
 			if connMatches(c, q) {
 				if len(d.Conns) == maxConnRows {

@@ -144,7 +144,12 @@ type tlsOrPlain struct {
 	cancel context.CancelFunc
 }
 
-const peekTimeout = 10 * time.Second
+const (
+	peekTimeout = 10 * time.Second
+	// maxPending bounds the connections whose first byte is awaited; more
+	// are closed at once (a flood of silent connections costs no more).
+	maxPending = 256
+)
 
 func newTLSOrPlain(l net.Listener, cfg *tls.Config) *tlsOrPlain {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -155,6 +160,7 @@ func newTLSOrPlain(l net.Listener, cfg *tls.Config) *tlsOrPlain {
 
 func (t *tlsOrPlain) loop(ctx context.Context) {
 	defer close(t.done)
+	pending := make(chan struct{}, maxPending)
 	for {
 		c, err := t.Listener.Accept()
 		if err != nil {
@@ -164,7 +170,14 @@ func (t *tlsOrPlain) loop(ctx context.Context) {
 			}
 			return
 		}
+		select {
+		case pending <- struct{}{}:
+		default:
+			c.Close()
+			continue
+		}
 		go func() {
+			defer func() { <-pending }()
 			_ = c.SetReadDeadline(time.Now().Add(peekTimeout))
 			br := bufio.NewReaderSize(c, 1024)
 			b, err := br.Peek(1)

@@ -15,8 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,6 +177,12 @@ func (m *Monitor) Event(e HealthEvent) {
 }
 
 func (m *Monitor) addEventLocked(e HealthEvent) {
+	if e.From == "" {
+		e.From = NotChecked
+	}
+	if e.To == "" {
+		e.To = NotChecked
+	}
 	if len(m.events) >= m.o.Events {
 		copy(m.events, m.events[1:])
 		m.events = m.events[:len(m.events)-1]
@@ -241,9 +249,12 @@ func (m *Monitor) ServeMetrics(ctx context.Context, l net.Listener) error {
 }
 
 func serve(ctx context.Context, l net.Listener, h http.Handler, log zerolog.Logger) error {
+	// The server's own errors (TLS handshakes that fail, for example) are
+	// caused by clients: debug level only.
+	errLog := stdlog.New(debugWriter{log}, "", 0)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: nil}
+		ErrorLog: errLog}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -256,6 +267,13 @@ func serve(ctx context.Context, l net.Listener, h http.Handler, log zerolog.Logg
 		return nil
 	}
 	return err
+}
+
+type debugWriter struct{ log zerolog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // daemonStatus is what the monitor reads of the status function's value

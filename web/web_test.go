@@ -365,6 +365,9 @@ func TestLoginAndCookie(t *testing.T) {
 			t.Errorf("Set-Cookie %q lacks %s", raw, f)
 		}
 	}
+	if !strings.HasPrefix(raw, "__Host-") {
+		t.Errorf("cookie %q lacks the __Host- prefix", raw)
+	}
 	if len(ck.Value) != 43 { // 32 random bytes, base64url without padding
 		t.Errorf("session id %q: %d characters, want 43 (256 bits)", ck.Value, len(ck.Value))
 	}
@@ -467,7 +470,17 @@ func TestCSRF(t *testing.T) {
 		t.Error("no audit line for the refused change")
 	}
 	tok := e.csrf(c)
-	resp, _ := e.do(c, "POST", "/action", form(tok))
+	// The right token from another site's page: refused on its Origin.
+	if resp, _ := e.do(c, "POST", "/action", form(tok), "Origin", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-origin change: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := e.do(e.client(), "POST", "/login", url.Values{"name": {"admin"}, "password": {testPassword}}, "Origin", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-origin login: %d, want 403", resp.StatusCode)
+	}
+	if e.weight("10.0.0.1:80", "10.0.1.1:80") != 3 {
+		t.Fatal("a cross-origin change reached the control plane")
+	}
+	resp, _ := e.do(c, "POST", "/action", form(tok), "Origin", e.url)
 	if resp.StatusCode != http.StatusSeeOther || e.weight("10.0.0.1:80", "10.0.1.1:80") != 9 {
 		t.Fatalf("with the token: %d, weight %d", resp.StatusCode, e.weight("10.0.0.1:80", "10.0.1.1:80"))
 	}
