@@ -921,3 +921,83 @@ func TestEventRingBounded(t *testing.T) {
 		t.Fatalf("events %+v n=%d", e.m.events, e.m.nEvents)
 	}
 }
+
+func TestStart(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	users := []config.WebUser{{Name: "a", PasswordHash: testHash(t), Role: "admin"}}
+	ctl := control.New(newFakePlane(), "", config.Director{}, zerolog.Nop())
+	m, err := New(Options{Web: config.Web{Listen: busy.Addr().String(), StateDir: t.TempDir(), Users: users}, Control: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "web.listen") {
+		t.Fatalf("busy port: %v", err)
+	}
+	m, err = New(Options{Web: config.Web{Listen: "127.0.0.1:0", MetricsListen: busy.Addr().String(), StateDir: t.TempDir(), Users: users}, Control: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "web.metrics_listen") {
+		t.Fatalf("busy metrics port: %v", err)
+	}
+	m, err = New(Options{Web: config.Web{Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", StateDir: t.TempDir(), Users: users}, Control: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the monitor did not stop with its context")
+	}
+	if _, err := New(Options{Web: config.Web{Listen: ":1"}, Control: ctl}); !errors.Is(err, ErrNoUsers) {
+		t.Fatalf("no users: %v", err)
+	}
+}
+
+// FuzzActionArgv: any form is either refused with an error or becomes an
+// ulvsadm command for the named service; it never panics.
+func FuzzActionArgv(f *testing.F) {
+	for _, s := range [][5]string{
+		{"weight", "tcp-10.0.0.1:80", "10.0.1.1:80", "5", ""},
+		{"add", "udp-10.0.0.1:53", "10.0.1.9:53", "", "tun"},
+		{"drain", "tcp-[::1]:80", "[::2]:80", "", ""},
+		{"remove", "tcp-", "x", "-1", "nat"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3], s[4])
+	}
+	cfg, err := config.Parse([]byte(testTable), "t.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctl := control.New(newFakePlane(), "", cfg.Director, zerolog.Nop())
+	if _, err := ctl.Apply(cfg); err != nil {
+		f.Fatal(err)
+	}
+	m := &Monitor{o: Options{Control: ctl}, draining: map[string]bool{}}
+	f.Fuzz(func(t *testing.T, op, svc, rs, weight, method string) {
+		argv, drain, err := m.actionArgv(op, svc, rs, weight, method)
+		if err != nil {
+			if !errors.Is(err, ErrBadAction) {
+				t.Fatalf("error %v is not ErrBadAction", err)
+			}
+			return
+		}
+		if len(argv) < 6 || argv[0] != "ulvsadm" || (argv[2] != "-t" && argv[2] != "-u") || argv[4] != "-r" {
+			t.Fatalf("argv %q", argv)
+		}
+		if drain != "" && op != "drain" {
+			t.Fatalf("drain %q for op %q", drain, op)
+		}
+		_ = ctl.Command(argv, nil) // validated there; must not panic
+	})
+}
