@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"image/png"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ulvs/ulvs/control"
@@ -294,6 +297,28 @@ state_dir = %q
 	}
 	time.Sleep(2500 * time.Millisecond) // one more live update with the drained row
 	serviceShot := shot("service")
+
+	// /metrics of the real daemon: no session needed, parsed by the
+	// Prometheus text parser, the data path's counters in it.
+	mc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	mresp, err := mc.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(mresp.Body)
+	mresp.Body.Close()
+	if err != nil || mresp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %v", mresp.StatusCode, err)
+	}
+	var conns float64
+	for _, m := range fams["ulvs_real_server_connections_total"].GetMetric() {
+		conns += m.GetCounter().GetValue()
+	}
+	if conns < 10 || fams["ulvs_engine_rx_frames_total"].GetMetric()[0].GetCounter().GetValue() < 10 ||
+		fams["ulvs_engine_ring_drops_total"] == nil || fams["ulvs_standby"] == nil {
+		t.Fatalf("/metrics of the lab: connections %v, families %d", conns, len(fams))
+	}
 
 	// On a phone (390 px wide) the page does not scroll sideways: the
 	// tables scroll inside their boxes.
