@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -62,6 +63,31 @@ type ServerView struct {
 	Stats    ipvsadm.Stats `json:"stats"`
 	Rate     ipvsadm.Rate  `json:"rate"`
 	Draining bool          `json:"draining,omitempty"`
+	// Read from the health overlay when the snapshot has it (see
+	// healthOf); zero otherwise.
+	Check           string    `json:"check,omitempty"`
+	HealthReason    string    `json:"health_reason,omitempty"`
+	HealthSince     time.Time `json:"health_since,omitzero"`
+	EffectiveWeight *int      `json:"effective_weight,omitempty"`
+}
+
+// healthInfo is what the monitor reads of a real server's health beyond
+// its state: the health-check overlay's fields of ipvsadm.Server (reason,
+// since, check, effective_weight), read by their JSON names so that the
+// monitor shows them when the snapshot has them and builds without them.
+type healthInfo struct {
+	Reason          string    `json:"reason"`
+	Since           time.Time `json:"since"`
+	Check           string    `json:"check"`
+	EffectiveWeight *int      `json:"effective_weight"`
+}
+
+func healthOf(rs any) healthInfo {
+	var h healthInfo
+	if b, err := json.Marshal(rs); err == nil {
+		_ = json.Unmarshal(b, &h)
+	}
+	return h
 }
 
 // NotChecked is the health shown for a real server without health checks.
@@ -82,9 +108,11 @@ func (m *Monitor) view(s *ipvsadm.Snapshot) []ServiceView {
 				h = NotChecked
 			}
 			rid := serverID(id, rs.Address)
+			hi := healthOf(&rs)
 			v.Servers = append(v.Servers, ServerView{ID: rid, Address: rs.Address.String(), Method: rs.Method.String(),
 				Weight: rs.Weight, Health: h, Active: rs.ActiveConns, Inact: rs.InactConns, Stats: rs.Stats,
-				Rate: rs.Rate, Draining: m.draining[rid]})
+				Rate: rs.Rate, Draining: m.draining[rid], Check: hi.Check, HealthReason: hi.Reason,
+				HealthSince: hi.Since, EffectiveWeight: hi.EffectiveWeight})
 			v.Active += uint64(rs.ActiveConns)
 			v.Inact += uint64(rs.InactConns)
 			v.Health[h]++
@@ -154,8 +182,15 @@ func (m *Monitor) SampleOnce() {
 			sp.inact += p.inact
 			if !m.o.HealthFeed {
 				if old, ok := m.lastHC[rid]; ok && old != rs.Health {
-					m.addEventLocked(HealthEvent{Time: now, Service: svc.Protocol.String() + " " + svc.Address.String(),
-						RealServer: rs.Address.String(), From: old, To: rs.Health, Reason: "seen by the monitor"})
+					e := HealthEvent{Time: now, Service: svc.Protocol.String() + " " + svc.Address.String(),
+						RealServer: rs.Address.String(), From: old, To: rs.Health, Reason: "seen by the monitor"}
+					if hi := healthOf(&rs); hi.Reason != "" {
+						e.Reason = hi.Reason
+						if !hi.Since.IsZero() {
+							e.Time = hi.Since
+						}
+					}
+					m.addEventLocked(e)
 				}
 				m.lastHC[rid] = rs.Health
 			}

@@ -1001,3 +1001,23 @@ func FuzzActionArgv(f *testing.F) {
 		_ = ctl.Command(argv, nil) // validated there; must not panic
 	})
 }
+
+// The health overlay's fields are read by their JSON names, whether or
+// not this build's ipvsadm.Server has them.
+func TestHealthOf(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	type withOverlay struct {
+		ipvsadm.Server
+		Reason          string    `json:"reason,omitempty"`
+		Since           time.Time `json:"since,omitzero"`
+		Check           string    `json:"check,omitempty"`
+		EffectiveWeight int       `json:"effective_weight"`
+	}
+	h := healthOf(&withOverlay{Server: ipvsadm.Server{Health: "down", Weight: 3}, Reason: "status 503", Since: since, Check: "http"})
+	if h.Reason != "status 503" || !h.Since.Equal(since) || h.Check != "http" || h.EffectiveWeight == nil || *h.EffectiveWeight != 0 {
+		t.Fatalf("%+v", h)
+	}
+	if h := healthOf(&ipvsadm.Server{Health: "up"}); h.Reason != "" || !h.Since.IsZero() {
+		t.Fatalf("plain server: %+v", h)
+	}
+}
