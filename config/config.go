@@ -161,6 +161,7 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+	Web            Web // the HTTPS monitor (config/web.go)
 }
 
 // Director holds the settings that need a restart of ulvsd to change
@@ -447,6 +448,7 @@ func (c *Config) Clone() *Config {
 		return nil
 	}
 	n := *c
+	n.Web = c.Web.Clone()
 	n.VirtualServers = make([]VirtualServer, len(c.VirtualServers))
 	for i, vs := range c.VirtualServers {
 		n.VirtualServers[i] = vs.Clone()

@@ -66,6 +66,7 @@ func Marshal(c *Config) []byte {
 			}
 		}
 	}
+	marshalWeb(&b, &c.Web) // config/web.go
 	return b.Bytes()
 }
 

@@ -25,6 +25,7 @@ type rawFile struct {
 	Timeouts      rawTimeouts  `toml:"timeouts"`
 	Conntrack     rawConntrack `toml:"conntrack"`
 	VirtualServer []rawVS      `toml:"virtual_server"`
+	Web           rawWeb       `toml:"web"` // config/web.go
 }
 
 type rawDirector struct {
@@ -505,6 +506,7 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 		}
 		c.VirtualServers = append(c.VirtualServers, vs)
 	}
+	buildWeb(&raw.Web, l, &c.Web) // config/web.go
 	return c
 }
 

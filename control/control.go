@@ -84,6 +84,17 @@ func (c *Control) Config() *config.Config {
 	return c.cur.Clone()
 }
 
+// Start applies the daemon's initial configuration. Its settings that only
+// a restart changes ([director], [web]) are taken as they are; the table is
+// applied like any other change.
+func (c *Control) Start(cfg *config.Config) (config.Changes, error) {
+	c.mu.Lock()
+	c.cur.Director = cfg.Director
+	c.cur.Web = cfg.Web
+	c.mu.Unlock()
+	return c.Apply(cfg)
+}
+
 // ErrPartial wraps the error of a change that failed half way and was
 // rolled back.
 var ErrPartial = errors.New("change failed and was rolled back")
@@ -106,6 +117,7 @@ func (c *Control) applyLocked(next *config.Config, source string) (config.Change
 		// Keep the running values of what needs a restart.
 		next = next.Clone()
 		next.Director = c.cur.Director
+		next.Web = c.cur.Web
 	}
 	specs := healthSpecs(next)
 	health := c.nextHealth(specs)

@@ -252,3 +252,32 @@ func TestAPIOverSocket(t *testing.T) {
 }
 
 func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestStartKeepsRestartOnlySettings: the initial file's [director] is
+// running, and a reload that changes it reports a restart and keeps the old
+// values in the running configuration.
+func TestStartKeepsRestartOnlySettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ulvsd.toml")
+	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(&fakePlane{}, path, config.Director{}, zerolog.Nop())
+	ch, err := c.Start(cfg)
+	if err != nil || len(ch.Restart) != 0 {
+		t.Fatalf("Start: %v, restart %v: the initial settings must not need a restart", err, ch.Restart)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(base, `"eth0"`, `"eth9"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ch, err = c.Reload()
+	if err != nil || len(ch.Restart) != 1 {
+		t.Fatalf("Reload: %v, restart %v", err, ch.Restart)
+	}
+	if got := c.Config().Director.PublicInterface; got != "eth0" {
+		t.Fatalf("running public_interface %q after a reload, want the running eth0", got)
+	}
+}

@@ -18,6 +18,7 @@ declare -A need=(
   [nft]=nftables         # counters on real servers' interfaces
   [socat]=socat          # UDP clients and servers in end-to-end tests
   [keepalived]=keepalived # failover comparisons (issue 7)
+  [chromium]=chromium    # the browser test of the web monitor (issue 8)
 )
 
 missing=()

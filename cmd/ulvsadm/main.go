@@ -21,6 +21,9 @@ func main() {
 
 // run executes one ulvsadm invocation and returns its exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return passwd(args[1:], stdin, stdout, stderr) // cmd/ulvsadm/passwd.go
+	}
 	args, health := cutHealthFlag(args)
 	args = append([]string{"ulvsadm"}, args...) // argv, as ipvsadm parses it
 	cmd, err := ipvsadm.Parse(args)

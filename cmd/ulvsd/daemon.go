@@ -102,7 +102,7 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		d.close()
 		return nil, err
 	}
-	if _, err := d.ctl.Apply(cfg); err != nil {
+	if _, err := d.ctl.Start(cfg); err != nil {
 		d.close()
 		return nil, fmt.Errorf("applying %s: %w", path, err)
 	}
@@ -111,6 +111,10 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		sockPath = control.DefaultSocket
 	}
 	if d.sock, err = control.Listen(sockPath); err != nil {
+		d.close()
+		return nil, err
+	}
+	if _, err := startWeb(ctx, cfg.Web, d.ctl, d.status, log); err != nil { // cmd/ulvsd/web.go
 		d.close()
 		return nil, err
 	}
