@@ -140,6 +140,9 @@ type Receiver struct {
 	buf []byte
 }
 
+// receiveBuffer is the receive socket buffer of a sync receiver.
+const receiveBuffer = 4 << 20
+
 // ListenReceiver opens the backup's socket.
 func ListenReceiver(cfg TransportConfig) (*Receiver, error) {
 	cfg.defaults()
@@ -153,6 +156,12 @@ func ListenReceiver(cfg TransportConfig) (*Receiver, error) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 			if serr == nil {
 				serr = bindToDevice(fd, ifi.Name)
+			}
+			// Sync arrives in bursts (a bulk copy, or many connections
+			// changing state at once): give the socket room for them, past
+			// rmem_max when we may (root), else as much as rmem_max allows.
+			if serr == nil && unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
 			}
 		})
 		if err != nil {
