@@ -261,7 +261,7 @@ func (e *env) run(t testing.TB, host string, argv ...string) string {
 // adm runs ulvsadm against the daemon's control socket.
 func (e *env) admin(t testing.TB, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.adm, append([]string{"--socket", e.sock}, args...)...)
 	out, err := cmd.CombinedOutput()
@@ -301,18 +301,34 @@ func (e *env) vip(v6 bool) netip.Addr {
 	return e.l.Plan.VIP4
 }
 
+// noCleanup, among service's options, keeps the service until ulvsd stops
+// (for the services a whole mode shares).
+const noCleanup = "\x00no-cleanup"
+
 // service adds a virtual service (proto "tcp" or "udp") on the VIP with
 // every real server, weights in real-server order (nil: all 1), and deletes
-// it when the test ends. It returns the service's VIP:port.
-func (e *env) service(t *testing.T, proto string, v6 bool, port int, sched string, weights []int, extra ...string) netip.AddrPort {
+// it when the test ends (unless opts holds noCleanup; the other opts are
+// ipvsadm options for -A). It returns the service's VIP:port.
+func (e *env) service(t *testing.T, proto string, v6 bool, port int, sched string, weights []int, opts ...string) netip.AddrPort {
 	t.Helper()
 	flag := "-t"
 	if proto == "udp" {
 		flag = "-u"
 	}
+	cleanup := true
+	var extra []string
+	for _, o := range opts {
+		if o == noCleanup {
+			cleanup = false
+			continue
+		}
+		extra = append(extra, o)
+	}
 	vip := netip.AddrPortFrom(e.vip(v6), uint16(port))
 	e.admin(t, append([]string{"-A", flag, vip.String(), "-s", sched}, extra...)...)
-	t.Cleanup(func() { e.admin(t, "-D", flag, vip.String()) })
+	if cleanup {
+		t.Cleanup(func() { e.admin(t, "-D", flag, vip.String()) })
+	}
 	for i, rs := range e.l.Plan.RealServers() {
 		w := 1
 		if weights != nil {

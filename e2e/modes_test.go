@@ -28,13 +28,14 @@ func TestTUN(t *testing.T) { t.Parallel(); runMode(t, lab.TUN) }
 // subtests.
 func runMode(t *testing.T, mode lab.Mode) {
 	e := newEnv(t, mode)
-	// The services most subtests share: TCP port 80 (rr) on both VIPs,
-	// UDP echo and UDP name on the IPv4 VIP.
-	web4 := e.service(t, "tcp", false, portRR, "rr", nil)
-	web6 := e.service(t, "tcp", true, portRR, "rr", nil)
-	echo4 := e.service(t, "udp", false, e.l.Plan.UDPEchoPort, "rr", nil)
-	name4 := e.service(t, "udp", false, e.l.Plan.UDPNamePort, "rr", nil)
-	echo6 := e.service(t, "udp", true, e.l.Plan.UDPEchoPort, "rr", nil)
+	// The services most subtests share, kept until ulvsd stops: TCP port
+	// 80 (rr) on both VIPs, UDP echo and UDP name on the IPv4 VIP, UDP echo
+	// on the IPv6 VIP.
+	web4 := e.service(t, "tcp", false, portRR, "rr", nil, noCleanup)
+	web6 := e.service(t, "tcp", true, portRR, "rr", nil, noCleanup)
+	echo4 := e.service(t, "udp", false, e.l.Plan.UDPEchoPort, "rr", nil, noCleanup)
+	name4 := e.service(t, "udp", false, e.l.Plan.UDPNamePort, "rr", nil, noCleanup)
+	echo6 := e.service(t, "udp", true, e.l.Plan.UDPEchoPort, "rr", nil, noCleanup)
 	for _, c := range e.l.Plan.Clients() {
 		e.waitHTTP(t, c.Name, url(web4, "/"))
 	}
@@ -48,11 +49,15 @@ func runMode(t *testing.T, mode lab.Mode) {
 	t.Run("mh", e.testMH)
 	t.Run("download10MB", func(t *testing.T) { e.testDownload(t, web4) })
 	t.Run("wrk", func(t *testing.T) { e.testWrk(t, web4) })
-	t.Run("udp", func(t *testing.T) { e.testUDP(t, echo4, name4) })
-	t.Run("ipv6", func(t *testing.T) { e.testIPv6(t, web6, echo6) })
+	t.Run("ipv6", func(t *testing.T) { e.testIPv6(t, web6) })
 	t.Run("drain", e.testDrain)
-	t.Run("capture", func(t *testing.T) { e.testCapture(t, web4, web6, echo4) })
 	t.Run("malformed", func(t *testing.T) { e.testMalformed(t, web4, web6, name4) })
+	// UDP flows last: see TestBugUDPFlowStallsConntrackSweep (a UDP flow
+	// stalls ulvsd's connection table a few seconds later), so that the
+	// checks above do not depend on that bug.
+	t.Run("capture", func(t *testing.T) { e.testCapture(t, web4, web6, echo4) })
+	t.Run("udp", func(t *testing.T) { e.testUDP(t, echo4, name4, echo6) })
+	t.Run("badL4Checksum", func(t *testing.T) { e.testBadL4Checksum(t, web4, name4) })
 }
 
 // rr: 300 requests, each on its own connection, split exactly 100/100/100,
@@ -285,8 +290,9 @@ func (e *env) udpAskAll(t *testing.T, host string, vip netip.AddrPort, n int, pa
 }
 
 // udp: the echo returns the payload intact; rr splits 30 new UDP flows
-// exactly over the servers (the name port answers the server's name).
-func (e *env) testUDP(t *testing.T, echo, name netip.AddrPort) {
+// exactly over the servers (the name port answers the server's name); the
+// IPv6 VIP's echo works.
+func (e *env) testUDP(t *testing.T, echo, name, echo6 netip.AddrPort) {
 	e.waitUDP(t, "client2", echo)
 	e.waitUDP(t, "client2", name)
 	payload := make([]byte, 1200)
@@ -303,21 +309,23 @@ func (e *env) testUDP(t *testing.T, echo, name netip.AddrPort) {
 	if want := "rs1=10 rs2=10 rs3=10"; fmtSplit(got) != want {
 		t.Errorf("UDP rr over 30 flows: %s, want %s", fmtSplit(got), want)
 	}
+	// The IPv6 VIP's UDP service.
+	e.waitUDP(t, "client1", echo6)
+	p6 := []byte("ipv6 echo through ulvs")
+	for _, r := range e.udpAskAll(t, "client1", echo6, 3, p6) {
+		if !bytes.Equal(r, p6) {
+			t.Errorf("IPv6 UDP echo: got %q", r)
+		}
+	}
 }
 
-// ipv6: the IPv6 VIP serves HTTP (rr split) and UDP.
-func (e *env) testIPv6(t *testing.T, web, echo netip.AddrPort) {
+// ipv6: the IPv6 VIP serves HTTP (rr split and a 1 MiB download; its
+// UDP service is checked in testUDP).
+func (e *env) testIPv6(t *testing.T, web netip.AddrPort) {
 	e.waitHTTP(t, "client1", url(web, "/"))
 	got := split(t, e.curlMany(t, "client1", url(web, "/"), 30))
 	if want := "rs1=10 rs2=10 rs3=10"; fmtSplit(got) != want {
 		t.Errorf("IPv6 rr over 30: %s, want %s", fmtSplit(got), want)
-	}
-	e.waitUDP(t, "client1", echo)
-	payload := []byte("ipv6 echo through ulvs")
-	for _, r := range e.udpAskAll(t, "client1", echo, 3, payload) {
-		if !bytes.Equal(r, payload) {
-			t.Errorf("IPv6 UDP echo: got %q", r)
-		}
 	}
 	e.fetch(t, "client1", url(web, "/mid.bin"), midSize, e.midSum)
 }
