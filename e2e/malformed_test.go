@@ -210,8 +210,8 @@ func (e *env) malformedCases(web4, web6, name4 netip.AddrPort) []malformedCase {
 		}},
 		{"IPv6 non-first fragment", "ip_fragment", func(sp uint16) [][]byte {
 			fh := make([]byte, 8+24)
-			fh[0] = 6                                       // next header: TCP
-			binary.BigEndian.PutUint16(fh[2:], 1480)        // offset 1480, no M flag
+			fh[0] = 6                                      // next header: TCP
+			binary.BigEndian.PutUint16(fh[2:], 1480)       // offset 1480, no M flag
 			binary.BigEndian.PutUint32(fh[4:], uint32(sp)) // identification
 			return v6(ipv6(src6, web6.Addr(), 44, fh, 0))
 		}},
