@@ -203,7 +203,8 @@ func (e *env) testCapture(t *testing.T, web4, web6, echo4 netip.AddrPort) {
 	// The receiving sides: no bad checksum in what the director sent.
 	for _, s := range sides {
 		good, checked := 0, 0
-		for _, f := range frames(t, caps[s.host].file) {
+		all := frames(t, caps[s.host].file)
+		for _, f := range all {
 			if !strings.EqualFold(f.src, s.mac) {
 				continue
 			}
@@ -221,7 +222,7 @@ func (e *env) testCapture(t *testing.T, web4, web6, echo4 netip.AddrPort) {
 			}
 		}
 		if good == 0 {
-			t.Errorf("%s capture: no frame from the director with a verified checksum (%d checked): nothing was verified", s.host, checked)
+			t.Errorf("%s capture: no frame from the director (%s) with a verified checksum (%d checked, %d frames captured): nothing was verified", s.host, s.mac, checked, len(all))
 		}
 		t.Logf("%s: %d checksums verified good in frames the director forwarded", s.host, good)
 	}
