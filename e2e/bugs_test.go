@@ -67,3 +67,26 @@ func TestBugLabBridgeNetfilter(t *testing.T) {
 		}
 	}
 }
+
+// TestBugNATBadL4ChecksumNotDropped shows a gap against the issue ("bad
+// checksums ... are counted and dropped") and against IPVS: in NAT mode
+// IPVS verifies the TCP and UDP checksum before rewriting
+// (tcp_dnat_handler / udp_dnat_handler call the csum_check), and drops a
+// bad segment. ulvs does not verify L4 checksums at all (forwarder/pkt
+// parses only the IPv4 header checksum): it schedules the segment, creates
+// a connection entry for it, rewrites it incrementally (so it stays bad)
+// and forwards it; only the real server's kernel drops it, and no ulvs
+// counter says so. Where: the NAT rewrite path (forwarder/worker.go, the
+// DNAT of a new or tracked flow) could verify the L4 checksum of segments
+// from clients (they are not offloaded on ingress) and count a reason such
+// as bad_tcp_checksum / bad_udp_checksum.
+func TestBugNATBadL4ChecksumNotDropped(t *testing.T) {
+	e := newEnv(t, lab.NAT)
+	web := e.service(t, "tcp", false, portRR, "rr", nil, noCleanup)
+	name := e.service(t, "udp", false, e.l.Plan.UDPNamePort, "rr", nil, noCleanup)
+	e.waitHTTP(t, "client1", url(web, "/"))
+	rejected, dropped := e.testBadL4Checksum(t, web, name)
+	if dropped != 10 {
+		t.Errorf("NAT: of 5 TCP and 5 UDP segments with bad checksums, ulvsd dropped (and counted) %d; %d were forwarded, still bad, for the real servers' kernels to reject", dropped, rejected)
+	}
+}

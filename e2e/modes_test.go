@@ -57,7 +57,10 @@ func runMode(t *testing.T, mode lab.Mode) {
 	// checks above do not depend on that bug.
 	t.Run("capture", func(t *testing.T) { e.testCapture(t, web4, web6, echo4) })
 	t.Run("udp", func(t *testing.T) { e.testUDP(t, echo4, name4, echo6) })
-	t.Run("badL4Checksum", func(t *testing.T) { e.testBadL4Checksum(t, web4, name4) })
+	t.Run("badL4Checksum", func(t *testing.T) {
+		rejected, dropped := e.testBadL4Checksum(t, web4, name4)
+		t.Logf("bad L4 checksums: %d rejected by the real servers, %d dropped by ulvsd", rejected, dropped)
+	})
 }
 
 // rr: 300 requests, each on its own connection, split exactly 100/100/100,
