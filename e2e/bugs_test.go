@@ -29,6 +29,7 @@ import (
 // FlushDest blocked on the shard mutex.
 func TestBugUDPFlowStallsConntrackSweep(t *testing.T) {
 	e := newEnv(t, lab.NAT)
+	e.admin(t, "--set", "900", "0", "300") // IPVS's default timeouts (newEnv lowers them)
 	echo := e.service(t, "udp", false, e.l.Plan.UDPEchoPort, "rr", nil, noCleanup)
 	e.waitUDP(t, "client1", echo)
 	// Past the 2 s initial expiry and a few sweeps.

@@ -229,7 +229,8 @@ func (e *env) testMalformed(t *testing.T, web4, web6, name4 netip.AddrPort) {
 	for _, c := range cases {
 		want[c.reason] += copies * uint64(len(c.frames(1)))
 	}
-	before := e.drops(t)
+	st0 := e.status(t)
+	before := st0.Drops
 
 	// The request loop, running before, during and after the bad packets.
 	var ok, failed atomic.Int64
@@ -292,14 +293,26 @@ func (e *env) testMalformed(t *testing.T, web4, web6, name4 netip.AddrPort) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // and a little more, to catch over-counting
-	got = e.drops(t)
+	st1 := e.status(t)
+	got = st1.Drops
 	close(stop)
 	wg.Wait()
 
+	bad := false
 	for _, c := range cases {
 		if d := got[c.reason] - before[c.reason]; d != want[c.reason] {
 			t.Errorf("%s: drop counter %q moved by %d, want %d", c.name, c.reason, d, want[c.reason])
+			bad = true
 		}
+	}
+	if bad {
+		moved := map[string]uint64{}
+		for r, n := range got {
+			if n != before[r] {
+				moved[r] = n - before[r]
+			}
+		}
+		t.Logf("every drop counter that moved: %v\nengine before: %v\nengine after:  %v", moved, st0.Engine, st1.Engine)
 	}
 	if failed.Load() > 0 {
 		t.Errorf("request loop: %d of %d requests failed during the bad packets (first: %v)", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
