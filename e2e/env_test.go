@@ -416,7 +416,8 @@ func (e *env) curlMany(t testing.TB, host, u string, n int, extra ...string) []c
 	for i := 0; i < n; i++ {
 		args = append(args, u)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*5*time.Second+10*time.Second)
+	// Bounded as a whole too: curl's own limits allow 5 s per transfer.
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	out, err := e.l.Exec(ctx, host, args...).Output()
 	if err != nil && len(out) == 0 {
