@@ -46,16 +46,13 @@ type Dest struct {
 	// track is set by the Pool that owns the Dest; it tells incremental
 	// schedulers that the server's load, weight or flags changed.
 	track atomic.Pointer[tracker]
-	slot  atomic.Int32 // the Dest's leaf in its Pool's index, valid while tracked
-
-	pool atomic.Pointer[Pool] // the Pool the Dest belongs to (nil when deleted)
+	slot  int32 // the Dest's position in its Pool's index, valid while tracked
 }
 
 // NewDest returns a real server at addr with the given weight and connection
 // thresholds (0 = no threshold). It is not yet AVAILABLE: Pool.Add makes it so.
 func NewDest(addr netip.AddrPort, weight int32, upper, lower uint32) *Dest {
 	d := &Dest{addr: addr, a16: addr.Addr().As16()}
-	d.slot.Store(-1)
 	d.weight.Store(weight)
 	d.lastWeight.Store(weight)
 	d.upper.Store(upper)
@@ -94,14 +91,13 @@ func (d *Dest) ActiveConns() int32     { return d.active.Load() }
 func (d *Dest) InactiveConns() int32   { return d.inactive.Load() }
 func (d *Dest) PersistentConns() int32 { return d.persist.Load() }
 
-// overhead is IPVS's ip_vs_dest_conn_overhead: active*256 + inactive,
-// computed in C int (32 bits, wrapping) as the kernel does.
-func (d *Dest) overhead() int32 {
-	return d.active.Load()<<8 + d.inactive.Load()
+// overhead is IPVS's ip_vs_dest_conn_overhead: active*256 + inactive.
+func (d *Dest) overhead() int64 {
+	return int64(d.active.Load())<<8 + int64(d.inactive.Load())
 }
 
-func (d *Dest) totalConns() int32 {
-	return d.active.Load() + d.inactive.Load()
+func (d *Dest) totalConns() int64 {
+	return int64(d.active.Load()) + int64(d.inactive.Load())
 }
 
 // Bind counts a new connection on the real server (IPVS ip_vs_bind_dest).
@@ -117,9 +113,7 @@ func (d *Dest) Bind(template, active bool) {
 	default:
 		d.inactive.Add(1)
 	}
-	// ip_vs_dest_totalconns is an int compared with the __u32 threshold, so
-	// C converts it to unsigned: the comparison is done in uint32.
-	if u := d.upper.Load(); u != 0 && uint32(d.totalConns()) >= u {
+	if u := int64(d.upper.Load()); u != 0 && d.totalConns() >= u {
 		d.flags.Or(FlagOverload)
 	}
 	d.changed()
@@ -136,10 +130,8 @@ func (d *Dest) Unbind(template, active bool) {
 	default:
 		d.inactive.Add(-1)
 	}
-	// As in the kernel, the int total is compared with __u32 thresholds in
-	// unsigned 32-bit arithmetic (u_threshold*3 wraps there too).
-	total := uint32(d.totalConns())
-	upper, lower := d.upper.Load(), d.lower.Load()
+	total := d.totalConns()
+	upper, lower := int64(d.upper.Load()), int64(d.lower.Load())
 	switch {
 	case lower != 0:
 		if total < lower {
@@ -176,3 +168,5 @@ func (d *Dest) changed() {
 		t.changed(d)
 	}
 }
+
+type uint64Bits = atomic.Uint64
