@@ -91,3 +91,29 @@ func TestBugNATBadL4ChecksumNotDropped(t *testing.T) {
 		t.Errorf("NAT: of 5 TCP and 5 UDP segments with bad checksums, ulvsd dropped (and counted) %d; %d were forwarded, still bad, for the real servers' kernels to reject", dropped, rejected)
 	}
 }
+
+// TestBugIdleWorkerBusyPolls shows a data-path bug (forwarder/engine, the
+// AF_PACKET engine): with no traffic at all, a ulvsd worker does not sleep
+// in poll(2) for its 100 ms poll timeout but returns from ppoll at once,
+// about a million times a second (the engine's RxPolls counter), which
+// costs 60-70% of a CPU on this machine while idle (perf: ppoll ->
+// packet_poll / datagram_poll_queue from afpQueue.Read). Where:
+// forwarder/engine/afpacket_linux.go afpQueue.Read: ppoll reports the ring
+// sockets ready (check revents: likely POLLERR from a pending socket error
+// or error-queue entry, or a readiness the ring drain does not consume), so
+// the loop never blocks.
+func TestBugIdleWorkerBusyPolls(t *testing.T) {
+	e := newEnv(t, lab.DR)
+	polls := func() float64 {
+		v, _ := e.status(t).Engine["RxPolls"].(float64)
+		return v
+	}
+	time.Sleep(500 * time.Millisecond)
+	p0 := polls()
+	time.Sleep(time.Second)
+	// One worker, one ring, a 100 ms poll timeout: about 10 polls a second
+	// when idle. 1000 leaves two orders of magnitude of slack.
+	if n := polls() - p0; n > 1000 {
+		t.Errorf("idle ulvsd (no traffic, no service): its worker polled %.0f times in 1 s; want it asleep in poll(2) (about 10)", n)
+	}
+}
