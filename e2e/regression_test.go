@@ -11,7 +11,8 @@ import (
 	"github.com/ulvs/ulvs/lab/labtest"
 )
 
-// TestBugUDPFlowStallsConntrackSweep shows a data-path bug (conntrack):
+// TestRegressionUDPFlowSweep guards against a data-path bug (conntrack),
+// fixed: it was
 // a few seconds after one UDP flow went through a service, ulvsd's
 // connection-table sweep spins forever holding a shard lock, so every
 // table change that flushes connections (ulvsadm -D, -d) hangs, and new
@@ -27,7 +28,7 @@ import (
 // re-files the same entry forever. A goroutine dump of the stuck ulvsd
 // shows housekeep in sweepShard -> wheelAdd, and DeleteService ->
 // FlushDest blocked on the shard mutex.
-func TestBugUDPFlowStallsConntrackSweep(t *testing.T) {
+func TestRegressionUDPFlowSweep(t *testing.T) {
 	e := newEnv(t, lab.NAT)
 	e.admin(t, "--set", "900", "0", "300") // IPVS's default timeouts (newEnv lowers them)
 	echo := e.service(t, "udp", false, e.l.Plan.UDPEchoPort, "rr", nil, noCleanup)
@@ -43,7 +44,7 @@ func TestBugUDPFlowStallsConntrackSweep(t *testing.T) {
 	}
 }
 
-// TestBugLabBridgeNetfilter shows a lab bug: the lab's bridges (in the
+// TestRegressionLabBridgeNetfilter guards against a lab bug, fixed: the lab's bridges (in the
 // switch namespace) run bridged traffic through netfilter, because
 // br_netfilter's net.bridge.bridge-nf-call-{iptables,ip6tables,arptables}
 // default to 1 in every new namespace when the module is loaded (it is on
@@ -53,7 +54,7 @@ func TestBugUDPFlowStallsConntrackSweep(t *testing.T) {
 // counters see nothing, and every bridged packet costs netfilter work (and
 // conntrack, if loaded) in the switch namespace. Where: lab.buildSwitch
 // should write those three sysctls to 0 in the switch namespace.
-func TestBugLabBridgeNetfilter(t *testing.T) {
+func TestRegressionLabBridgeNetfilter(t *testing.T) {
 	l := labtest.New(t, lab.Spec{Mode: lab.DR, Servers: 1, NoServers: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -69,7 +70,7 @@ func TestBugLabBridgeNetfilter(t *testing.T) {
 	}
 }
 
-// TestBugNATBadL4ChecksumNotDropped shows a gap against the issue ("bad
+// TestRegressionNATBadL4Checksum guards against a gap, closed: against the issue ("bad
 // checksums ... are counted and dropped") and against IPVS: in NAT mode
 // IPVS verifies the TCP and UDP checksum before rewriting
 // (tcp_dnat_handler / udp_dnat_handler call the csum_check), and drops a
@@ -81,7 +82,7 @@ func TestBugLabBridgeNetfilter(t *testing.T) {
 // DNAT of a new or tracked flow) could verify the L4 checksum of segments
 // from clients (they are not offloaded on ingress) and count a reason such
 // as bad_tcp_checksum / bad_udp_checksum.
-func TestBugNATBadL4ChecksumNotDropped(t *testing.T) {
+func TestRegressionNATBadL4Checksum(t *testing.T) {
 	e := newEnv(t, lab.NAT)
 	web := e.service(t, "tcp", false, portRR, "rr", nil, noCleanup)
 	name := e.service(t, "udp", false, e.l.Plan.UDPNamePort, "rr", nil, noCleanup)
@@ -92,7 +93,8 @@ func TestBugNATBadL4ChecksumNotDropped(t *testing.T) {
 	}
 }
 
-// TestBugIdleWorkerBusyPolls shows a data-path bug (forwarder/engine, the
+// TestRegressionIdleWorkerSleeps guards against a data-path bug (seen on an
+// earlier engine; the engine that landed sleeps in poll when idle) (forwarder/engine, the
 // AF_PACKET engine): with no traffic at all, a ulvsd worker does not sleep
 // in poll(2) for its 100 ms poll timeout but returns from ppoll at once,
 // about a million times a second (the engine's RxPolls counter), which
@@ -102,7 +104,7 @@ func TestBugNATBadL4ChecksumNotDropped(t *testing.T) {
 // sockets ready (check revents: likely POLLERR from a pending socket error
 // or error-queue entry, or a readiness the ring drain does not consume), so
 // the loop never blocks.
-func TestBugIdleWorkerBusyPolls(t *testing.T) {
+func TestRegressionIdleWorkerSleeps(t *testing.T) {
 	e := newEnv(t, lab.DR)
 	polls := func() float64 {
 		v, _ := e.status(t).Engine["RxPolls"].(float64)
