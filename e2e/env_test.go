@@ -98,7 +98,7 @@ func newEnv(t *testing.T, mode lab.Mode) *env {
 	// netfilter (br_netfilter defaults to on in every new namespace), which
 	// validates IP headers and drops malformed frames before they reach the
 	// director: turn that off, as a real switch would not filter (see
-	// TestBugLabBridgeNetfilter).
+	// TestRegressionLabBridgeNetfilter).
 	e.run(t, "switch", "sh", "-c", bridgeNFOff)
 	for _, ip := range extraSources {
 		e.run(t, "client1", "ip", "addr", "add", ip+"/24", "dev", "eth0")
@@ -164,7 +164,7 @@ func (e *env) directorConfig() string {
 	fmt.Fprintf(&b, "workers = 1\ncontrol_socket = %q\n", e.sock)
 	// Connections time out below the connection table's 256 s wheel
 	// horizon: with IPVS's defaults (tcp 900 s, udp 300 s), a flow can
-	// stall the table a few seconds later (TestBugUDPFlowStallsConntrackSweep
+	// stall the table a few seconds later (TestRegressionUDPFlowSweep
 	// shows that bug, with the defaults); the checks here must not depend
 	// on it.
 	b.WriteString("\n[timeouts]\ntcp = \"200s\"\nudp = \"200s\"\n")

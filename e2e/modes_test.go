@@ -54,7 +54,7 @@ func runMode(t *testing.T, mode lab.Mode) {
 	t.Run("malformed", func(t *testing.T) { e.testMalformed(t, web4, web6, name4) })
 	// UDP flows last: with IPVS's default UDP timeout, a UDP flow stalls
 	// ulvsd's connection table a few seconds later (see
-	// TestBugUDPFlowStallsConntrackSweep; newEnv lowers the timeout).
+	// TestRegressionUDPFlowSweep; newEnv lowers the timeout).
 	t.Run("capture", func(t *testing.T) { e.testCapture(t, web4, web6, echo4) })
 	t.Run("udp", func(t *testing.T) { e.testUDP(t, echo4, name4, echo6) })
 	t.Run("badL4Checksum", func(t *testing.T) {
