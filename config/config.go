@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ulvs/ulvs/failover"
 )
 
 // Protocol is a virtual service's transport protocol, with IANA numbers.
@@ -159,6 +161,7 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+	Failover       *failover.Settings // [failover]; nil when absent (config/failover.go)
 }
 
 // Director holds the settings that need a restart of ulvsd to change

@@ -33,6 +33,8 @@ type daemon struct {
 	est    *control.Estimator
 	raw    *rawSender
 	sock   net.Listener
+	sd     *syncDaemons // issue 7: sync daemons (cmd/ulvsd/failover.go)
+	fo     *failoverRun // issue 7: [failover], nil when absent
 
 	filterMu sync.Mutex
 }
@@ -95,6 +97,10 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		d.close()
 		return nil, fmt.Errorf("applying %s: %w", path, err)
 	}
+	if err := d.startFailover(names); err != nil { // issue 7 (cmd/ulvsd/failover.go)
+		d.close()
+		return nil, err
+	}
 	sockPath := cfg.Director.ControlSocket
 	if sockPath == "" {
 		sockPath = control.DefaultSocket
@@ -109,6 +115,9 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 }
 
 func (d *daemon) close() {
+	if d.sd != nil { // issue 7
+		d.sd.stop(0)
+	}
 	if d.sock != nil {
 		d.sock.Close()
 	}
@@ -135,7 +144,12 @@ func (d *daemon) run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); d.est.Run(ctx, d.dir) }()
 	go func() { defer wg.Done(); d.maintain(ctx) }()
-	d.announce()
+	if d.fo == nil { // issue 7: with [failover], the node announces at takeover
+		d.announce()
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.fo.run(ctx) }()
+	}
 	err := d.dir.Run(ctx)
 	cancel()
 	wg.Wait()
@@ -256,6 +270,7 @@ func (d *daemon) status() any {
 		"drops":   d.dir.Drops(),
 		"engine":  d.dir.EngineStats(),
 		"standby": d.dir.Standby(),
+		"sync":    d.syncStatus(), // issue 7 (cmd/ulvsd/failover.go)
 	}
 }
 

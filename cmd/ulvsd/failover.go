@@ -1,0 +1,297 @@
+package main
+
+// Failover wiring (issue 7): the failover.Director implementation that
+// switches the data path between active and standby, the NAT router
+// addresses, and the connection sync daemons in both directions.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ulvs/ulvs/conntrack"
+	"github.com/ulvs/ulvs/failover"
+	"github.com/ulvs/ulvs/failover/connsync"
+	"github.com/ulvs/ulvs/forwarder"
+)
+
+// syncDaemons are the sync daemons of one ulvsd: at most one master and one
+// backup, started by [failover] or by ulvsadm --start-daemon. It feeds the
+// data path's sync seam (forwarder.SyncHook) while a master runs, and its
+// sink inserts what a backup receives.
+type syncDaemons struct {
+	dir *forwarder.Director
+	ct  *conntrack.Table
+	log zerolog.Logger
+
+	mu     sync.Mutex
+	master *connsync.Daemon
+	backup *connsync.Daemon
+
+	sender   atomic.Pointer[connsync.Sender]
+	received atomic.Uint64 // entries the sink applied (created or updated)
+	results  [conntrack.NumSyncResults]atomic.Uint64
+}
+
+func newSyncDaemons(dir *forwarder.Director, log zerolog.Logger) *syncDaemons {
+	return &syncDaemons{dir: dir, ct: dir.Conntrack(), log: log}
+}
+
+// SyncConn is the data path's hook (forwarder.SyncHook): one Enqueue per
+// selected packet.
+func (s *syncDaemons) SyncConn(_ int, c *connsync.Conn) {
+	if snd := s.sender.Load(); snd != nil {
+		snd.Enqueue(c)
+	}
+}
+
+// sink inserts synced connections (connsync.Sink); it runs on the backup
+// daemon's goroutine.
+type syncSink struct {
+	s  *syncDaemons
+	se conntrack.SyncEntry
+}
+
+func (k *syncSink) SyncConn(c *connsync.Conn) {
+	s := k.s
+	forwarder.SyncEntry(c, &k.se)
+	r := s.ct.SyncConn(&k.se, s.dir.SyncDest(&k.se), s.dir.Now())
+	s.results[r].Add(1)
+	if r == conntrack.SyncCreated || r == conntrack.SyncUpdated {
+		s.received.Add(1)
+	}
+}
+
+// ErrSyncDaemon is returned for a start of a daemon that runs already or a
+// stop of one that does not.
+var ErrSyncDaemon = errors.New("sync daemon")
+
+// startMaster starts the master sync daemon and the data path's hook.
+func (s *syncDaemons) startMaster(cfg connsync.DaemonConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.master != nil {
+		return fmt.Errorf("%w: master already running", ErrSyncDaemon)
+	}
+	m, err := connsync.StartMaster(cfg)
+	if err != nil {
+		return err
+	}
+	s.master = m
+	s.sender.Store(m.Sender())
+	s.dir.SetSyncHook(s, 0, 0)
+	s.log.Info().Str("daemon", m.Status()).Msg("sync master started")
+	return nil
+}
+
+// startBackup starts the backup sync daemon.
+func (s *syncDaemons) startBackup(cfg connsync.DaemonConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backup != nil {
+		return fmt.Errorf("%w: backup already running", ErrSyncDaemon)
+	}
+	b, err := connsync.StartBackup(cfg, &syncSink{s: s})
+	if err != nil {
+		return err
+	}
+	s.backup = b
+	s.log.Info().Str("daemon", b.Status()).Msg("sync backup started")
+	return nil
+}
+
+// stop stops the daemons of role (0: both); it reports whether one ran.
+func (s *syncDaemons) stop(role connsync.Role) bool {
+	s.mu.Lock()
+	var ds []*connsync.Daemon
+	if (role == 0 || role == connsync.RoleMaster) && s.master != nil {
+		s.dir.SetSyncHook(nil, 0, 0)
+		s.sender.Store(nil)
+		ds = append(ds, s.master)
+		s.master = nil
+	}
+	if (role == 0 || role == connsync.RoleBackup) && s.backup != nil {
+		ds = append(ds, s.backup)
+		s.backup = nil
+	}
+	s.mu.Unlock()
+	for _, d := range ds {
+		if err := d.Stop(); err != nil {
+			s.log.Warn().Err(err).Str("role", d.Role().String()).Msg("stopping sync daemon")
+		}
+	}
+	return len(ds) != 0
+}
+
+// status lists the running daemons as `ipvsadm -L --daemon` does.
+func (s *syncDaemons) status() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if s.master != nil {
+		out = append(out, s.master.Status())
+	}
+	if s.backup != nil {
+		out = append(out, s.backup.Status())
+	}
+	return out
+}
+
+func (s *syncDaemons) counters() map[string]uint64 {
+	m := map[string]uint64{"applied": s.received.Load()}
+	for i := range s.results {
+		m[conntrack.SyncResult(i).String()] = s.results[i].Load()
+	}
+	s.mu.Lock()
+	if s.master != nil {
+		st := s.master.Sender().Stats()
+		m["sent_messages"], m["sent_entries"], m["send_errors"] = st.Messages, st.Entries, st.Errors
+	}
+	s.mu.Unlock()
+	return m
+}
+
+// connSource iterates the connection table for a bulk copy
+// (connsync.ConnSource). Templates are left out: SyncConn does not take them.
+type connSource struct {
+	dir *forwarder.Director
+}
+
+func (c connSource) RangeConns(fn func(*connsync.Conn) bool) {
+	ct := c.dir.Conntrack()
+	var sc connsync.Conn
+	ct.Range(c.dir.Now(), func(ci *conntrack.ConnInfo) bool {
+		if ci.Flags&conntrack.FlagTemplate != 0 {
+			return true
+		}
+		forwarder.ConnToSync(&ci.Conn, ct, &sc)
+		return fn(&sc)
+	})
+}
+
+// failoverRun is a configured [failover]: the node and what it drives.
+type failoverRun struct {
+	res  *failover.Resolved
+	dir  *forwarder.Director
+	nat  *failover.NATRouter
+	sd   *syncDaemons
+	node *failover.Node
+	log  zerolog.Logger
+}
+
+// newFailover builds the node of a [failover] table. The director starts
+// as standby: it neither answers ARP nor forwards until it is elected.
+func newFailover(res *failover.Resolved, dir *forwarder.Director, sd *syncDaemons, privateIface string, log zerolog.Logger) (*failoverRun, error) {
+	log = log.With().Str("component", "failover").Logger()
+	f := &failoverRun{res: res, dir: dir, sd: sd, log: log}
+	if len(res.NATRouter) != 0 {
+		f.nat = &failover.NATRouter{Link: privateIface, Prefixes: res.NATRouter}
+		if err := f.nat.Down(); err != nil { // left over from a crash
+			log.Warn().Err(err).Msg("removing nat_router addresses")
+		}
+	}
+	dir.SetStandby(true)
+	cfg := res.Node
+	var bulk failover.BulkSender
+	if res.Sync {
+		cfg.SyncReceived = sd.received.Load
+		bulk = failover.NewBulkSender(connSource{dir}, res.Transport, res.SyncID, res.SyncMaxLen)
+		// Both directors receive: the backup inserts what the active
+		// streams, and a former active keeps up to date for failback.
+		if err := sd.startBackup(f.daemonConfig()); err != nil {
+			return nil, err
+		}
+	}
+	n, err := failover.NewNode(cfg, f, bulk, log)
+	if err != nil {
+		sd.stop(0)
+		return nil, err
+	}
+	if err := n.Open(); err != nil {
+		sd.stop(0)
+		return nil, err
+	}
+	f.node = n
+	return f, nil
+}
+
+func (f *failoverRun) daemonConfig() connsync.DaemonConfig {
+	return connsync.DaemonConfig{Transport: f.res.Transport, SyncID: f.res.SyncID, MaxLen: f.res.SyncMaxLen}
+}
+
+// BecomeActive implements failover.Director: forward and answer ARP, hold
+// the NAT router addresses, stream connection changes. The node sends the
+// gratuitous ARP / NA burst right after.
+func (f *failoverRun) BecomeActive(reason string) {
+	f.dir.SetStandby(false)
+	if f.nat != nil {
+		if err := f.nat.Up(); err != nil {
+			f.log.Error().Err(err).Msg("adding nat_router addresses")
+		}
+	}
+	if f.res.Sync {
+		if err := f.sd.startMaster(f.daemonConfig()); err != nil && !errors.Is(err, ErrSyncDaemon) {
+			f.log.Error().Err(err).Msg("starting the sync master")
+		}
+	}
+	f.log.Info().Str("reason", reason).Msg("active")
+}
+
+// BecomeBackup implements failover.Director: stop forwarding and ARP
+// answers at once, then drop the NAT router addresses and the sync master.
+func (f *failoverRun) BecomeBackup(reason string) {
+	f.dir.SetStandby(true)
+	if f.nat != nil {
+		if err := f.nat.Down(); err != nil {
+			f.log.Error().Err(err).Msg("removing nat_router addresses")
+		}
+	}
+	if f.res.Sync {
+		go f.sd.stop(connsync.RoleMaster) // flushes; must not hold up the node
+	}
+	f.log.Info().Str("reason", reason).Msg("backup")
+}
+
+// run runs the node until ctx ends (then it sends priority 0 and stops).
+func (f *failoverRun) run(ctx context.Context) {
+	if err := f.node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		f.log.Error().Err(err).Msg("failover node stopped")
+	}
+	f.dir.SetStandby(true)
+	if f.nat != nil {
+		_ = f.nat.Down()
+	}
+}
+
+func (f *failoverRun) status() map[string]any {
+	st := f.node.Status()
+	return map[string]any{"state": st.State.String(), "synced": st.Synced, "network_down": st.NetworkDown}
+}
+
+// startFailover sets up the sync daemons and, with [failover], the node
+// (called from start; names are the public and private interfaces).
+func (d *daemon) startFailover(names []string) error {
+	d.sd = newSyncDaemons(d.dir, d.log)
+	res, err := d.cfg.ResolveFailover()
+	if err != nil || res == nil {
+		return err
+	}
+	fo, err := newFailover(res, d.dir, d.sd, names[len(names)-1], d.log)
+	if err != nil {
+		return fmt.Errorf("[failover]: %w", err)
+	}
+	d.fo = fo
+	return nil
+}
+
+func (d *daemon) syncStatus() map[string]any {
+	m := map[string]any{"daemons": d.sd.status(), "counters": d.sd.counters()}
+	if d.fo != nil {
+		m["failover"] = d.fo.status()
+	}
+	return m
+}
