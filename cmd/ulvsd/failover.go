@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/ulvs/ulvs/conntrack"
 	"github.com/ulvs/ulvs/failover"
 	"github.com/ulvs/ulvs/failover/connsync"
+	"github.com/ulvs/ulvs/failover/garp"
 	"github.com/ulvs/ulvs/forwarder"
 )
 
@@ -181,6 +183,14 @@ type failoverRun struct {
 	sd   *syncDaemons
 	node *failover.Node
 	log  zerolog.Logger
+
+	// The NAT router addresses are kernel addresses the real servers'
+	// default route points at: they are announced at takeover too, on the
+	// private side, or the real servers would send replies to the old
+	// active's MAC until their ARP entry goes stale.
+	natAnn    *garp.Announcer
+	natAddrs  []netip.Addr
+	annCancel context.CancelFunc
 }
 
 // newFailover builds the node of a [failover] table. The director starts
@@ -192,6 +202,14 @@ func newFailover(res *failover.Resolved, dir *forwarder.Director, sd *syncDaemon
 		f.nat = &failover.NATRouter{Link: privateIface, Prefixes: res.NATRouter}
 		if err := f.nat.Down(); err != nil { // left over from a crash
 			log.Warn().Err(err).Msg("removing nat_router addresses")
+		}
+		a, err := garp.NewAnnouncer(privateIface)
+		if err != nil {
+			return nil, fmt.Errorf("nat_router announcements on %s: %w", privateIface, err)
+		}
+		f.natAnn = a
+		for _, p := range res.NATRouter {
+			f.natAddrs = append(f.natAddrs, p.Addr())
 		}
 	}
 	dir.SetStandby(true)
@@ -232,6 +250,20 @@ func (f *failoverRun) BecomeActive(reason string) {
 		if err := f.nat.Up(); err != nil {
 			f.log.Error().Err(err).Msg("adding nat_router addresses")
 		}
+		if f.annCancel != nil {
+			f.annCancel()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		f.annCancel = cancel
+		count, period := f.res.Node.GARPCount, f.res.Node.GARPPeriod
+		if period == 0 {
+			period = garp.DefaultPeriod
+		}
+		go func() {
+			if err := f.natAnn.Announce(ctx, f.natAddrs, count, period); err != nil && !errors.Is(err, context.Canceled) {
+				f.log.Warn().Err(err).Msg("nat_router announcement burst")
+			}
+		}()
 	}
 	if f.res.Sync {
 		if err := f.sd.startMaster(f.daemonConfig()); err != nil && !errors.Is(err, ErrSyncDaemon) {
@@ -245,6 +277,10 @@ func (f *failoverRun) BecomeActive(reason string) {
 // answers at once, then drop the NAT router addresses and the sync master.
 func (f *failoverRun) BecomeBackup(reason string) {
 	f.dir.SetStandby(true)
+	if f.annCancel != nil {
+		f.annCancel()
+		f.annCancel = nil
+	}
 	if f.nat != nil {
 		if err := f.nat.Down(); err != nil {
 			f.log.Error().Err(err).Msg("removing nat_router addresses")
