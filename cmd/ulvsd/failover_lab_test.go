@@ -503,3 +503,175 @@ func testFailover(t *testing.T, mode lab.Mode) {
 	b, _ := json.Marshal(st1.Sync.Counters)
 	t.Logf("%s: dir1 sync counters after failback: %s", mode, b)
 }
+
+const keepalivedLabConf = `global_defs {
+    router_id ulvs_lab
+    vrrp_version 3
+    script_user root
+    enable_script_security
+}
+vrrp_instance VI_1 {
+    state BACKUP
+    interface %s
+    virtual_router_id 57
+    priority %d
+    advert_int 0.1
+    virtual_ipaddress {
+        %s/24
+    }
+}
+`
+
+// startKeepalived runs keepalived on a lab director (in its own process
+// group, which killGroup ends: keepalived forks its VRRP child).
+func (pl *pairLab) startKeepalived(name string, prio int) *lab.Process {
+	pl.t.Helper()
+	h, _ := pl.l.Plan.Host(name)
+	dir := filepath.Join(pl.dir, "keepalived-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		pl.t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(keepalivedLabConf, h.Ifaces[0].Name, prio, pl.l.Plan.VIP4)), 0o644); err != nil {
+		pl.t.Fatal(err)
+	}
+	argv := []string{"keepalived", "-n", "-l", "-D", "-P", "-f", conf,
+		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid")}
+	if pl.rt {
+		argv = append([]string{"chrt", "-r", "10"}, argv...)
+	}
+	p, err := pl.l.Start(name, argv...)
+	if err != nil {
+		pl.t.Fatalf("keepalived: %v", err)
+	}
+	pl.t.Cleanup(func() {
+		killGroup(p)
+		if pl.t.Failed() {
+			out, _ := p.Output()
+			pl.t.Logf("keepalived log:\n%s", tail(out, 30))
+		}
+	})
+	return p
+}
+
+func killGroup(p *lab.Process) {
+	select {
+	case <-p.Done():
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+	<-p.Done()
+}
+
+// keepalivedHasVIP reports whether the kernel of host holds the VIP (what
+// keepalived adds as master).
+func (pl *pairLab) keepalivedHasVIP(host string) bool {
+	out, _ := pl.l.Exec(context.Background(), host, "ip", "-4", "addr", "show").CombinedOutput()
+	return strings.Contains(string(out), " "+pl.l.Plan.VIP4.String()+"/")
+}
+
+func (pl *pairLab) waitFor(what string, limit time.Duration, cond func() bool) time.Time {
+	pl.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return time.Now()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pl.t.Fatalf("%s: not within %v", what, limit)
+	return time.Time{}
+}
+
+// clientARPs returns the MAC the client resolves the VIP to (after one
+// request), from its neighbour table.
+func (pl *pairLab) clientVIPMAC() string {
+	out, _ := pl.l.Exec(context.Background(), "client1", "ip", "neigh", "show", pl.l.Plan.VIP4.String()).CombinedOutput()
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// TestFailoverKeepalivedInterop: ulvsd (dir1) and a real keepalived (dir2,
+// vrrp_version 3, the same VRID and interval) as a pair, in both roles:
+// the higher priority is elected, and the VIP moves when either dies.
+func TestFailoverKeepalivedInterop(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("keepalived is not installed (scripts/test-deps.sh installs it)")
+		}
+		t.Skip("keepalived is not installed (scripts/test-deps.sh installs it)")
+	}
+	for _, tc := range []struct {
+		name        string
+		ulvs, kprio int
+	}{
+		{"ulvs master", 150, 100},
+		{"keepalived master", 100, 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pl := newPairLab(t, lab.DR)
+			p := &pl.l.Plan
+			pl.writeConf("dir1", strings.Replace(failoverConf(p, "dir1", tc.ulvs, false, ""), "preempt_delay = \"1s\"", "preempt_delay = \"0s\"", 1))
+			u := pl.start("dir1")
+			k := pl.startKeepalived("dir2", tc.kprio)
+			http := pl.l.HTTPClient("client1", 500*time.Millisecond)
+			url := fmt.Sprintf("http://%s:%d/", p.VIP4, p.HTTPPort)
+			get := func() bool {
+				resp, err := http.Get(url)
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == 200
+			}
+			dir1, _ := p.Host("dir1")
+			dir2, _ := p.Host("dir2")
+			if tc.ulvs > tc.kprio {
+				pl.waitState("dir1", "master", 10*time.Second)
+				// keepalived settles as backup and stays there.
+				time.Sleep(1500 * time.Millisecond)
+				if pl.keepalivedHasVIP("dir2") {
+					t.Fatal("keepalived holds the VIP while ulvsd (higher priority) is master")
+				}
+				if st, _ := pl.status("dir1"); !strings.EqualFold(st.Sync.Failover.State, "master") {
+					t.Fatalf("ulvsd lost the election to a lower priority: %+v", st)
+				}
+				pl.waitFor("a request through ulvsd", 3*time.Second, get)
+				if m := pl.clientVIPMAC(); m != strings.ToLower(dir1.Ifaces[0].MAC) {
+					t.Fatalf("the client resolves the VIP to %s, want ulvsd's %s", m, dir1.Ifaces[0].MAC)
+				}
+				kill := time.Now()
+				_ = syscall.Kill(u.PID, syscall.SIGKILL)
+				took := pl.waitFor("keepalived takes the VIP", 3*time.Second, func() bool { return pl.keepalivedHasVIP("dir2") }).Sub(kill)
+				t.Logf("keepalived holds the VIP %v after kill -9 of ulvsd (100 ms adverts)", took.Round(time.Millisecond))
+				// The VIP has moved: the client's ARP for it now gets dir2.
+				pl.waitFor("the client learns keepalived's MAC", 3*time.Second, func() bool {
+					_, _ = http.Get(url) // dir2 has no LVS here; only the ARP matters
+					return pl.clientVIPMAC() == strings.ToLower(dir2.Ifaces[0].MAC)
+				})
+			} else {
+				pl.waitFor("keepalived master", 10*time.Second, func() bool { return pl.keepalivedHasVIP("dir2") })
+				time.Sleep(1500 * time.Millisecond)
+				st, err := pl.status("dir1")
+				if err != nil || !strings.EqualFold(st.Sync.Failover.State, "backup") || !st.Standby {
+					t.Fatalf("ulvsd should be a standby backup under keepalived's higher priority: %+v %v", st, err)
+				}
+				kill := time.Now()
+				killGroup(k)
+				tm := pl.waitState("dir1", "master", 3*time.Second)
+				ok := pl.waitFor("a request through ulvsd", 3*time.Second, get)
+				t.Logf("ulvsd master %v after kill -9 of keepalived; requests through ulvsd succeed %v after it (100 ms adverts)",
+					tm.Sub(kill).Round(time.Millisecond), ok.Sub(kill).Round(time.Millisecond))
+				if m := pl.clientVIPMAC(); m != strings.ToLower(dir1.Ifaces[0].MAC) {
+					t.Fatalf("the client resolves the VIP to %s, want ulvsd's %s", m, dir1.Ifaces[0].MAC)
+				}
+			}
+		})
+	}
+}
