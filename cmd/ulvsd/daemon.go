@@ -138,7 +138,8 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := control.Serve(ctx, d.sock, d.ctl.Handler(d.status)); err != nil {
+		h := control.WithDaemons(d.ctl.Handler(d.status), d.sd) // issue 7: sync daemon endpoints (control/daemon.go)
+		if err := control.Serve(ctx, d.sock, h); err != nil {
 			d.log.Error().Err(err).Msg("control socket")
 		}
 	}()

@@ -14,7 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ulvs/ulvs/config/ipvsadm"
 	"github.com/ulvs/ulvs/conntrack"
+	"github.com/ulvs/ulvs/control"
 	"github.com/ulvs/ulvs/failover"
 	"github.com/ulvs/ulvs/failover/connsync"
 	"github.com/ulvs/ulvs/failover/garp"
@@ -30,9 +32,12 @@ type syncDaemons struct {
 	ct  *conntrack.Table
 	log zerolog.Logger
 
-	mu     sync.Mutex
-	master *connsync.Daemon
-	backup *connsync.Daemon
+	mu        sync.Mutex
+	master    *connsync.Daemon
+	backup    *connsync.Daemon
+	masterCfg connsync.DaemonConfig
+	backupCfg connsync.DaemonConfig
+	managed   bool // [failover] sync = true runs the daemons; ulvsadm may not
 
 	sender   atomic.Pointer[connsync.Sender]
 	received atomic.Uint64 // entries the sink applied (created or updated)
@@ -83,7 +88,7 @@ func (s *syncDaemons) startMaster(cfg connsync.DaemonConfig) error {
 	if err != nil {
 		return err
 	}
-	s.master = m
+	s.master, s.masterCfg = m, cfg
 	s.sender.Store(m.Sender())
 	s.dir.SetSyncHook(s, 0, 0)
 	s.log.Info().Str("daemon", m.Status()).Msg("sync master started")
@@ -101,7 +106,7 @@ func (s *syncDaemons) startBackup(cfg connsync.DaemonConfig) error {
 	if err != nil {
 		return err
 	}
-	s.backup = b
+	s.backup, s.backupCfg = b, cfg
 	s.log.Info().Str("daemon", b.Status()).Msg("sync backup started")
 	return nil
 }
@@ -216,6 +221,7 @@ func newFailover(res *failover.Resolved, dir *forwarder.Director, sd *syncDaemon
 	cfg := res.Node
 	var bulk failover.BulkSender
 	if res.Sync {
+		sd.managed = true
 		cfg.SyncReceived = sd.received.Load
 		bulk = failover.NewBulkSender(connSource{dir}, res.Transport, res.SyncID, res.SyncMaxLen)
 		// Both directors receive: the backup inserts what the active
@@ -331,3 +337,75 @@ func (d *daemon) syncStatus() map[string]any {
 	}
 	return m
 }
+
+// ErrManaged refuses ulvsadm --start-daemon / --stop-daemon while
+// [failover] sync = true runs the daemons itself.
+var ErrManaged = errors.New("the sync daemons are run by [failover] (sync = true); change the configuration instead")
+
+// StartDaemon implements control.SyncDaemons (ulvsadm --start-daemon).
+func (s *syncDaemons) StartDaemon(d ipvsadm.Daemon) error {
+	if s.managed {
+		return ErrManaged
+	}
+	cfg := connsync.DaemonConfig{
+		Transport: connsync.TransportConfig{Interface: d.McastInterface, Group: d.McastGroup, Port: d.McastPort, TTL: d.McastTTL},
+		SyncID:    uint8(d.SyncID),
+		MaxLen:    d.SyncMaxlen,
+	}
+	if d.SyncID < 0 || d.SyncID > 255 {
+		return fmt.Errorf("%w: syncid %d out of range 0..255", ErrSyncDaemon, d.SyncID)
+	}
+	if d.State == "master" {
+		return s.startMaster(cfg)
+	}
+	return s.startBackup(cfg)
+}
+
+// StopDaemon implements control.SyncDaemons (ulvsadm --stop-daemon).
+func (s *syncDaemons) StopDaemon(state string) error {
+	if s.managed {
+		return ErrManaged
+	}
+	role := connsync.RoleBackup
+	if state == "master" {
+		role = connsync.RoleMaster
+	}
+	if !s.stop(role) {
+		return fmt.Errorf("%w: no %s sync daemon is running", ErrSyncDaemon, state)
+	}
+	return nil
+}
+
+// Daemons implements control.SyncDaemons (ulvsadm -L --daemon).
+func (s *syncDaemons) Daemons() []ipvsadm.DaemonState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ipvsadm.DaemonState
+	add := func(state string, c connsync.DaemonConfig) {
+		t := c.Transport
+		if t.Port == 0 {
+			t.Port = connsync.DefaultPort
+		}
+		if !t.Group.IsValid() {
+			t.Group = connsync.DefaultGroup
+		}
+		if t.TTL == 0 {
+			t.TTL = 1
+		}
+		ml := c.MaxLen
+		if ml <= 0 {
+			ml = connsync.DefaultMaxLen
+		}
+		out = append(out, ipvsadm.DaemonState{State: state, McastInterface: t.Interface, SyncID: int(c.SyncID),
+			SyncMaxlen: ml, McastGroup: t.Group, McastPort: t.Port, McastTTL: t.TTL})
+	}
+	if s.master != nil {
+		add("master", s.masterCfg)
+	}
+	if s.backup != nil {
+		add("backup", s.backupCfg)
+	}
+	return out
+}
+
+var _ control.SyncDaemons = (*syncDaemons)(nil)

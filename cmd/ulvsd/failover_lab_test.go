@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ulvs/ulvs/config/ipvsadm"
 	"github.com/ulvs/ulvs/control"
 	"github.com/ulvs/ulvs/lab"
 	"github.com/ulvs/ulvs/lab/labtest"
@@ -673,5 +674,77 @@ func TestFailoverKeepalivedInterop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSyncDaemonsByUlvsadm: without [failover], the sync daemons that
+// `ulvsadm --start-daemon master|backup` starts over the control socket
+// carry dir1's connections to dir2; `-L --daemon` lists them in ipvsadm's
+// format and --stop-daemon stops them.
+func TestSyncDaemonsByUlvsadm(t *testing.T) {
+	pl := newPairLab(t, lab.DR)
+	p := &pl.l.Plan
+	pl.writeConf("dir1", "")
+	pl.writeConf("dir2", "")
+	pl.start("dir1")
+	pl.start("dir2")
+	dir1, _ := p.Host("dir1")
+	// Both directors forward without [failover]: pin the client to dir1.
+	if out, err := pl.l.Exec(context.Background(), "client1", "ip", "neigh", "replace", p.VIP4.String(),
+		"lladdr", dir1.Ifaces[0].MAC, "dev", "eth0", "nud", "permanent").CombinedOutput(); err != nil {
+		t.Fatalf("static neighbour: %v %s", err, out)
+	}
+	c1, c2 := control.NewClient(pl.socks["dir1"]), control.NewClient(pl.socks["dir2"])
+	pl.waitFor("control sockets", 10*time.Second, func() bool {
+		_, e1 := c1.Daemons()
+		_, e2 := c2.Daemons()
+		return e1 == nil && e2 == nil
+	})
+	start := func(c *control.Client, argv ...string) {
+		cmd, err := ipvsadm.Parse(append([]string{"ulvsadm"}, argv...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StartDaemon(cmd.Daemon); err != nil {
+			t.Fatalf("%v: %v", argv, err)
+		}
+	}
+	start(c1, "--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "3")
+	start(c2, "--start-daemon", "backup", "--mcast-interface", "eth0", "--syncid", "3")
+	var b strings.Builder
+	ds, err := c1.Daemons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&ipvsadm.Printer{}).Daemon(&b, ds)
+	if want := "master sync daemon (mcast=eth0, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; b.String() != want {
+		t.Fatalf("-L --daemon:\n%q\nwant\n%q", b.String(), want)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 4
+	for i := 0; i < n; i++ {
+		k, err := pl.openKeep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.c.Close()
+	}
+	pl.waitFor("dir2 receives the connections", 6*time.Second, func() bool {
+		st, err := pl.status("dir2")
+		return err == nil && st.Sync.Counters["created"] >= n
+	})
+	if err := c1.StopDaemon("master"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.StopDaemon("master"); err == nil {
+		t.Fatal("a second --stop-daemon master succeeded")
+	}
+	if err := c2.StopDaemon("backup"); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := c2.Daemons(); len(ds) != 0 {
+		t.Fatalf("daemons after stop: %+v", ds)
 	}
 }
