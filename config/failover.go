@@ -4,9 +4,13 @@ package config
 // validated by its Resolve, with errors reported as file:line: key.
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/ulvs/ulvs/failover"
 )
@@ -60,4 +64,19 @@ func (c *Config) validateFailover(l *errList) {
 		}
 		l.add(key, ErrInvalid, "%s", msg)
 	}
+}
+
+// failoverChanged reports a change of the [failover] table, which needs a
+// restart of ulvsd (a reload reports it in Changes.Restart).
+func failoverChanged(a, b *failover.Settings) bool { return !reflect.DeepEqual(a, b) }
+
+// marshalFailover appends the [failover] table, if any, to a Marshal output.
+func marshalFailover(b *bytes.Buffer, c *Config) {
+	if c.Failover == nil {
+		return
+	}
+	b.WriteString("\n")
+	_ = toml.NewEncoder(b).Encode(struct {
+		Failover *failover.Settings `toml:"failover"`
+	}{c.Failover})
 }

@@ -80,3 +80,30 @@ func TestFailoverErrorsNameLineAndKey(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverMarshalAndDiff(t *testing.T) {
+	c, err := Parse([]byte(failoverBase), "ulvsd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := Marshal(c)
+	c2, err := Parse(out, "written.toml")
+	if err != nil {
+		t.Fatalf("re-parse of Marshal: %v\n%s", err, out)
+	}
+	r1, _ := c.ResolveFailover()
+	r2, err := c2.ResolveFailover()
+	if err != nil || r2 == nil || r2.Node.Priority != r1.Node.Priority || r2.Node.Interval != r1.Node.Interval || string(r2.Node.Secret) != string(r1.Node.Secret) || len(r2.NATRouter) != 1 {
+		t.Fatalf("[failover] lost in Marshal: %v\n%s", err, out)
+	}
+	if ch := Diff(c, c2); len(ch.Restart) != 0 {
+		t.Fatalf("no change reported as %v", ch.Restart)
+	}
+	c3, _ := Parse([]byte(strings.Replace(failoverBase, "priority = 150", "priority = 151", 1)), "x.toml")
+	if ch := Diff(c, c3); len(ch.Restart) != 1 || ch.Restart[0] != "failover" {
+		t.Fatalf("priority change: restart %v", ch.Restart)
+	}
+	if ch := Diff(nil, c); len(ch.Restart) != 0 {
+		t.Fatalf("first apply reports restart %v", ch.Restart)
+	}
+}

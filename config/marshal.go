@@ -55,6 +55,7 @@ func Marshal(c *Config) []byte {
 			kv(&b, "  ", "lower_threshold", fmt.Sprint(rs.LowerThreshold))
 		}
 	}
+	marshalFailover(&b, c) // config/failover.go
 	return b.Bytes()
 }
 
