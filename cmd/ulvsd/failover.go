@@ -113,6 +113,21 @@ func (s *syncDaemons) startBackup(cfg connsync.DaemonConfig) error {
 
 // stop stops the daemons of role (0: both); it reports whether one ran.
 func (s *syncDaemons) stop(role connsync.Role) bool {
+	ds := s.detach(role)
+	s.halt(ds)
+	return len(ds) != 0
+}
+
+// stopSoon detaches the daemons of role at once (the data path stops
+// feeding them, and a start that follows starts new ones) and stops them
+// (a master flushes what it holds) on another goroutine.
+func (s *syncDaemons) stopSoon(role connsync.Role) {
+	if ds := s.detach(role); len(ds) != 0 {
+		go s.halt(ds)
+	}
+}
+
+func (s *syncDaemons) detach(role connsync.Role) []*connsync.Daemon {
 	s.mu.Lock()
 	var ds []*connsync.Daemon
 	if (role == 0 || role == connsync.RoleMaster) && s.master != nil {
@@ -126,12 +141,15 @@ func (s *syncDaemons) stop(role connsync.Role) bool {
 		s.backup = nil
 	}
 	s.mu.Unlock()
+	return ds
+}
+
+func (s *syncDaemons) halt(ds []*connsync.Daemon) {
 	for _, d := range ds {
 		if err := d.Stop(); err != nil {
 			s.log.Warn().Err(err).Str("role", d.Role().String()).Msg("stopping sync daemon")
 		}
 	}
-	return len(ds) != 0
 }
 
 // status lists the running daemons as `ipvsadm -L --daemon` does.
@@ -293,7 +311,7 @@ func (f *failoverRun) BecomeBackup(reason string) {
 		}
 	}
 	if f.res.Sync {
-		go f.sd.stop(connsync.RoleMaster) // flushes; must not hold up the node
+		f.sd.stopSoon(connsync.RoleMaster) // must not hold up the node
 	}
 	f.log.Info().Str("reason", reason).Msg("backup")
 }
