@@ -203,6 +203,7 @@ func (k *keepConn) get(timeout time.Duration) (string, error) {
 type probe struct {
 	start, end time.Time
 	ok         bool
+	err        string
 }
 
 // requestLoop starts a new-connection request every 10 ms (each with a
@@ -236,6 +237,9 @@ func (pl *pairLab) requestLoop(stop <-chan struct{}, max int) func() []probe {
 					_, err = io.ReadAll(resp.Body)
 					resp.Body.Close()
 					p.ok = err == nil && resp.StatusCode == 200
+				}
+				if err != nil {
+					p.err = err.Error()
 				}
 				p.end = time.Now()
 				mu.Lock()
@@ -495,6 +499,7 @@ func testFailover(t *testing.T, mode lab.Mode) {
 			window++
 		default:
 			late++
+			t.Logf("request at failback%+v failed: %s", pr.start.Sub(tBack).Round(time.Millisecond), pr.err)
 		}
 	}
 	t.Logf("%s: failback: %d new-connection requests failed within 1 s of the switch, %d later", mode, window, late)
