@@ -40,7 +40,7 @@ type syncDaemons struct {
 	managed   bool // [failover] sync = true runs the daemons; ulvsadm may not
 
 	sender   atomic.Pointer[connsync.Sender]
-	received atomic.Uint64 // entries the sink applied (created or updated)
+	received atomic.Uint64 // entries delivered to the sink (applied or refused)
 	results  [conntrack.NumSyncResults]atomic.Uint64
 }
 
@@ -68,9 +68,11 @@ func (k *syncSink) SyncConn(c *connsync.Conn) {
 	forwarder.SyncEntry(c, &k.se)
 	r := s.ct.SyncConn(&k.se, s.dir.SyncDest(&k.se), s.dir.Now())
 	s.results[r].Add(1)
-	if r == conntrack.SyncCreated || r == conntrack.SyncUpdated {
-		s.received.Add(1)
-	}
+	// Every delivered entry counts towards a bulk copy's completeness
+	// (Config.SyncReceived checks for lost datagrams): an entry refused
+	// here (a real server this director does not have) must not hold
+	// failback back for ever.
+	s.received.Add(1)
 }
 
 // ErrSyncDaemon is returned for a start of a daemon that runs already or a
@@ -167,7 +169,7 @@ func (s *syncDaemons) status() []string {
 }
 
 func (s *syncDaemons) counters() map[string]uint64 {
-	m := map[string]uint64{"applied": s.received.Load()}
+	m := map[string]uint64{"received": s.received.Load()}
 	for i := range s.results {
 		m[conntrack.SyncResult(i).String()] = s.results[i].Load()
 	}
