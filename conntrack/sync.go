@@ -36,7 +36,7 @@ const (
 	SyncUpdated                    // an existing entry took the new state and expiry
 	SyncNoDest                     // the real server is not registered here (unknown real server)
 	SyncFull                       // the table is at its bound
-	SyncTemplate                   // persistence templates are not synchronised (yet)
+	SyncTemplate                   // a template that cannot be applied (fwmark templates are not supported)
 	SyncBadState                   // TCP state out of range
 	numSyncResults
 )
@@ -72,7 +72,7 @@ const NumSyncResults = int(numSyncResults)
 // the sync receiver's goroutine, not the packet path.
 func (t *Table) SyncConn(se *SyncEntry, dest DestID, now int64) SyncResult {
 	if se.Flags&FlagTemplate != 0 {
-		return SyncTemplate
+		return t.syncTemplate(se, dest, now)
 	}
 	if se.Proto == ProtoTCP && se.State >= numTCPStates {
 		return SyncBadState
@@ -193,4 +193,120 @@ func flowOf(se *SyncEntry) (f scheduler.Flow) {
 	f.Proto = se.Proto
 	f.IPv6 = se.IPv6
 	return f
+}
+
+// DefaultSyncPersist is the lifetime of a synced template whose message
+// carries no timeout (IPVS's default persistence, 300 s).
+const DefaultSyncPersist = 300
+
+// syncTemplate inserts or refreshes a persistence template (flags
+// TEMPLATE), keyed as persist keys it: the masked client address, client
+// port 0, the VIP and the service port (0 for all-ports and FTP services).
+// New connections of that client then go to the same real server after a
+// takeover. Synced templates control no connection here (IPVS's backup
+// does not link them either); they live for the message's timeout.
+func (t *Table) syncTemplate(se *SyncEntry, dest DestID, now int64) SyncResult {
+	if se.FWMark != 0 || se.Proto == 0 {
+		return SyncTemplate
+	}
+	ds := t.dests.get(dest)
+	if ds == nil {
+		return SyncNoDest
+	}
+	nowT := ticks(now)
+	secs := se.Timeout
+	if secs == 0 {
+		secs = DefaultSyncPersist
+	}
+	if secs > MaxTimeout {
+		secs = MaxTimeout
+	}
+	to := secs * tickHz
+	exp := nowT + to
+	method := Method(se.Flags & FlagFwdMask)
+	f := flowOf(se)
+	k := inKey(&f, true)
+	h := t.hash(k.a0, k.a1, se.CPort, se.Proto, se.IPv6)
+	s := &t.shards[t.shardOf(h)]
+	b := h & t.bmask
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if li, _, ok := t.findInLocked(s, b, &k); ok {
+		e := t.at(s, li)
+		e.timeout.Store(to)
+		for {
+			c := e.ctl.Load()
+			if c&ctlLive == 0 {
+				break
+			}
+			if !e.ctl.CompareAndSwap(c, ctlWith(c, exp)) {
+				continue
+			}
+			if e.wprev != nilIdx {
+				t.wheelDel(s, li)
+				t.wheelAdd(s, li, exp, nowT)
+			}
+			return SyncUpdated
+		}
+	}
+	li := t.alloc(s)
+	if li == nilIdx {
+		s.refused++
+		return SyncFull
+	}
+	e := t.at(s, li)
+	e.caddr[0].Store(k.a0)
+	e.caddr[1].Store(k.a1)
+	e.vaddr[0].Store(k.b0)
+	e.vaddr[1].Store(k.b1)
+	d0, d1 := addrWords(&se.DAddr)
+	e.daddr[0].Store(d0)
+	e.daddr[1].Store(d1)
+	pw := k.pw | uint64(se.DPort)<<32
+	if ds.v6 {
+		pw |= afDest6
+	}
+	e.ports.Store(pw)
+	e.info.Store(mkInfo(dest, uint32(method)|FlagTemplate|FlagSync))
+	e.control.Store(0)
+	e.nctl.Store(0)
+	e.inPkts.Store(0)
+	e.timeout.Store(to)
+	e.fwmark.Store(0)
+	ctl := e.ctl.Load()&(0xffff<<ctlGenShift) | ctlLive | ctlInactive | uint64(exp)
+	if method != MethodMasq {
+		ctl |= ctlNoOutput
+	}
+	ds.srv.Bind(true, false)
+	ds.refs.Add(1)
+	e.ctl.Store(ctl)
+	t.linkIn(s, b, li)
+	t.wheelAdd(s, li, exp, nowT)
+	s.created++
+	s.templates++
+	return SyncCreated
+}
+
+// SyncTemplateOf describes the persistence template that controls c, a
+// connection of the persistent service svc, as the active sends it with
+// c: the client address masked by the service's netmask, client port 0,
+// the VIP and the service port (0 for FTP, and for connections of an
+// all-ports service to another port), the real server, TEMPLATE and the
+// persistence timeout. It reports false when svc is not persistent or is
+// an fwmark service. It does not allocate.
+func SyncTemplateOf(svc *Service, c *Conn, se *SyncEntry) bool {
+	if svc.PersistTimeout == 0 || svc.FWMark != 0 {
+		return false
+	}
+	mask := svc.Netmask()
+	*se = SyncEntry{Proto: c.Proto, IPv6: c.IPv6, Flags: uint32(c.Method) | FlagTemplate,
+		VAddr: c.VAddr, DAddr: c.DAddr, Timeout: svc.PersistTimeout}
+	for i := range se.CAddr {
+		se.CAddr[i] = c.CAddr[i] & mask[i]
+	}
+	if c.VPort == svc.Port && svc.Port != ftpPort {
+		se.VPort, se.DPort = c.VPort, c.DPort
+	}
+	return true
 }

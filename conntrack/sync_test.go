@@ -134,8 +134,9 @@ func TestSyncConnRefusals(t *testing.T) {
 	}
 	tmpl := se
 	tmpl.Flags |= FlagTemplate
+	tmpl.FWMark = 5
 	if r := tb.SyncConn(&tmpl, id, now); r != SyncTemplate {
-		t.Errorf("template: %v", r)
+		t.Errorf("fwmark template: %v", r)
 	}
 	if n := tb.Len(); n != 0 {
 		t.Fatalf("refused entries were inserted: Len %d", n)
@@ -166,5 +167,54 @@ func TestSyncConnBound(t *testing.T) {
 	}
 	if st := tb.Stats(); st.Refused != uint64(full) {
 		t.Fatalf("Refused %d, want %d", st.Refused, full)
+	}
+}
+
+// A synced persistence template makes a new connection of the same client
+// (another port, same /24 with -M 255.255.255.0) go to the template's real
+// server after a takeover, without asking the scheduler.
+func TestSyncTemplateKeepsPersistence(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 1024})
+	s1, _ := addServer(t, tb, "10.0.1.11:80", MethodMasq, 0, 0)
+	s2, id2 := addServer(t, tb, "10.0.1.12:80", MethodMasq, 0, 0)
+	now := 100 * sec
+	svc := svcOf("10.0.0.100", 80, ProtoTCP)
+	svc.PersistTimeout = 600
+	if err := svc.SetPrefix(24); err != nil {
+		t.Fatal(err)
+	}
+	// What the active sends for a connection of 10.0.0.77:5000 to rs2.
+	c := Conn{Proto: ProtoTCP, Method: MethodMasq, CAddr: netip.MustParseAddr("10.0.0.77").As16(), CPort: 5000,
+		VAddr: netip.MustParseAddr("10.0.0.100").As16(), VPort: 80, DAddr: netip.MustParseAddr("10.0.1.12").As16(), DPort: 80}
+	var se SyncEntry
+	if !SyncTemplateOf(svc, &c, &se) {
+		t.Fatal("no template for a persistent service")
+	}
+	if netip.AddrFrom16(se.CAddr).Unmap() != netip.MustParseAddr("10.0.0.0") || se.CPort != 0 || se.VPort != 80 || se.DPort != 80 ||
+		se.Flags&FlagTemplate == 0 || se.Timeout != 600 {
+		t.Fatalf("template record %+v", se)
+	}
+	if r := tb.SyncConn(&se, id2, now); r != SyncCreated {
+		t.Fatalf("template insert: %v", r)
+	}
+	if r := tb.SyncConn(&se, id2, now+sec); r != SyncUpdated {
+		t.Fatalf("template refresh: %v", r)
+	}
+	if st := tb.Stats(); st.Templates != 1 || s2.PersistentConns() != 1 {
+		t.Fatalf("templates %d, rs2 persistent %d", st.Templates, s2.PersistentConns())
+	}
+	sched := &fixedSched{d: s1.Dest} // would pick rs1
+	f := flow("10.0.0.78", 6000, "10.0.0.100", 80, ProtoTCP)
+	var nc Conn
+	if r := tb.Connect(svc, &f, TCPSyn, now+2*sec, sched, &nc); r != Created {
+		t.Fatalf("Connect: %v", r)
+	}
+	if sched.calls != 0 || nc.Dest != id2 {
+		t.Fatalf("new connection went to dest %d (scheduler called %d times), want the template's rs2", nc.Dest, sched.calls)
+	}
+	// Not persistent: no template.
+	plain := svcOf("10.0.0.100", 80, ProtoTCP)
+	if SyncTemplateOf(plain, &c, &se) {
+		t.Fatal("template for a non-persistent service")
 	}
 }

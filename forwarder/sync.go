@@ -19,8 +19,11 @@ import (
 // for the packets ShouldSync selects (about one in 50 per connection, and
 // each TCP close transition), so it may take a short lock (connsync.Sender
 // does) but must not block, log or allocate.
+//
+// tmpl, when not nil, is the persistence template that controls c (IPVS
+// sends templates with their connections); it is valid during the call too.
 type SyncHook interface {
-	SyncConn(worker int, c *connsync.Conn)
+	SyncConn(worker int, c, tmpl *connsync.Conn)
 }
 
 // syncState is the Director's sync seam: the hook and one scratch record
@@ -33,7 +36,12 @@ type syncState struct {
 type syncSetup struct {
 	hook              SyncHook
 	threshold, period uint32
-	scratch           []connsync.Conn // per worker
+	scratch           []syncScratch // per worker
+}
+
+type syncScratch struct {
+	c, tmpl connsync.Conn
+	se      conntrack.SyncEntry
 }
 
 // SetSyncHook starts (h != nil) or stops (nil) handing connection changes
@@ -48,7 +56,7 @@ func (d *Director) SetSyncHook(h SyncHook, threshold, period uint32) {
 		threshold, period = connsync.DefaultThreshold, connsync.DefaultPeriod
 	}
 	d.sync.p.Store(&syncSetup{hook: h, threshold: threshold, period: period,
-		scratch: make([]connsync.Conn, len(d.workers))})
+		scratch: make([]syncScratch, len(d.workers))})
 }
 
 // syncConn is called by the worker after a client packet updated w.c. It
@@ -56,19 +64,45 @@ func (d *Director) SetSyncHook(h SyncHook, threshold, period uint32) {
 // 16-byte arrays) and hands it over when ShouldSync says so. tcpFlags is
 // the packet's: a FIN or RST may have moved the state, which IPVS sends at
 // once (the table does not report the previous state).
-func (w *worker) syncConn(tcpFlags uint8) {
+func (w *worker) syncConn(svc *Service, tcpFlags uint8) {
 	su := w.d.sync.p.Load()
 	if su == nil || !w.c.Valid() {
 		return
 	}
-	sc := &su.scratch[w.id]
+	ws := &su.scratch[w.id]
+	sc := &ws.c
 	ConnToSync(&w.c, w.d.ct, sc)
 	sc.OldState = sc.State
 	if tcpFlags&(conntrack.TCPFin|conntrack.TCPRst) != 0 {
 		sc.OldState = 0
 	}
-	if connsync.ShouldSync(sc, su.threshold, su.period) {
-		su.hook.SyncConn(w.id, sc)
+	if !connsync.ShouldSync(sc, su.threshold, su.period) {
+		return
+	}
+	var tmpl *connsync.Conn
+	if w.c.Control && conntrack.SyncTemplateOf(&svc.ct, &w.c, &ws.se) {
+		SyncEntryToSync(&ws.se, &ws.tmpl)
+		tmpl = &ws.tmpl
+	}
+	su.hook.SyncConn(w.id, sc, tmpl)
+}
+
+// SyncEntryToSync converts a table-form record (a template from
+// conntrack.SyncTemplateOf) to the wire record. It does not allocate.
+func SyncEntryToSync(se *conntrack.SyncEntry, sc *connsync.Conn) {
+	*sc = connsync.Conn{
+		Protocol: se.Proto,
+		IPv6:     se.IPv6,
+		Flags:    se.Flags,
+		State:    uint16(se.State),
+		CPort:    se.CPort,
+		VPort:    se.VPort,
+		DPort:    se.DPort,
+		Fwmark:   se.FWMark,
+		Timeout:  se.Timeout,
+		CAddr:    addrOf(&se.CAddr, se.IPv6),
+		VAddr:    addrOf(&se.VAddr, se.IPv6),
+		DAddr:    addrOf(&se.DAddr, se.IPv6 || !isV4Mapped(&se.DAddr)),
 	}
 }
 
@@ -146,6 +180,14 @@ func (d *Director) SyncDest(se *conntrack.SyncEntry) conntrack.DestID {
 	}
 	if ds := svc.dests[netip.AddrPortFrom(netip.AddrFrom16(se.DAddr), se.DPort)]; ds != nil {
 		return ds.id
+	}
+	if se.Flags&conntrack.FlagTemplate != 0 && se.DPort == 0 {
+		// Templates of FTP and all-ports services carry no port.
+		for ap, ds := range svc.dests {
+			if ap.Addr() == ip {
+				return ds.id
+			}
+		}
 	}
 	return conntrack.NoDest
 }

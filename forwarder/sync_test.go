@@ -3,6 +3,7 @@ package forwarder
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/ulvs/ulvs/conntrack"
 	"github.com/ulvs/ulvs/failover/connsync"
@@ -11,9 +12,14 @@ import (
 
 // recordHook keeps the records the data path hands over (copies; the
 // slice is preallocated so that the allocation test measures the seam).
-type recordHook struct{ got []connsync.Conn }
+type recordHook struct{ got, tmpl []connsync.Conn }
 
-func (h *recordHook) SyncConn(_ int, c *connsync.Conn) { h.got = append(h.got, *c) }
+func (h *recordHook) SyncConn(_ int, c, tmpl *connsync.Conn) {
+	h.got = append(h.got, *c)
+	if tmpl != nil {
+		h.tmpl = append(h.tmpl, *tmpl)
+	}
+}
 
 func TestSyncSeamFollowsShouldSync(t *testing.T) {
 	l := newLab(t)
@@ -124,5 +130,49 @@ func TestSyncDestAndEntry(t *testing.T) {
 	eth, _, _ := decodeTCP(t, out[0].frame)
 	if [6]byte(eth.DstMAC) != rsMAC(2) {
 		t.Fatalf("sent to %v, want rs2", eth.DstMAC)
+	}
+}
+
+func TestSyncSeamSendsTemplateOfPersistentService(t *testing.T) {
+	l := newLab(t)
+	k := ServiceKey{Proto: 6, Addr: vip, Port: 80}
+	if err := l.d.AddService(ServiceSpec{ServiceKey: k, Scheduler: "rr", Persistence: 600 * time.Second, Netmask: 24}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.d.AddDest(k, DestSpec{Addr: netip.AddrPortFrom(rsAddr(1), 80), Method: conntrack.MethodMasq, Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h := &recordHook{got: make([]connsync.Conn, 0, 4096), tmpl: make([]connsync.Conn, 0, 4096)}
+	l.d.SetSyncHook(h, 0, 0)
+	src, dst := netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, 80)
+	for _, fl := range []string{"S", "A", "A"} {
+		l.feed(engine.Public, tcpFrame(t, macClient, macPub, src, dst, fl, nil))
+	}
+	if len(h.got) != 1 || len(h.tmpl) != 1 {
+		t.Fatalf("%d records, %d templates; want 1 and 1", len(h.got), len(h.tmpl))
+	}
+	tm := h.tmpl[0]
+	if tm.Flags&conntrack.FlagTemplate == 0 || tm.CAddr != netip.MustParseAddr("10.0.0.0") || tm.CPort != 0 ||
+		tm.VAddr != vip || tm.VPort != 80 || tm.DAddr != rsAddr(1) || tm.DPort != 80 || tm.Timeout != 600 {
+		t.Fatalf("template record %+v", tm)
+	}
+	// The template path allocates nothing either.
+	l.d.SetSyncHook(h, 0, 1)
+	ack := tcpFrame(t, macClient, macPub, src, dst, "A", []byte("x"))
+	l.q.sent = make([]sentFrame, 0, 1)
+	w := l.w
+	h.got, h.tmpl = h.got[:0], h.tmpl[:0]
+	allocs := testing.AllocsPerRun(500, func() {
+		bp := &w.rx[0]
+		bp.Off, bp.Iface = engine.Headroom, engine.Public
+		bp.Len = copy(bp.Buf[bp.Off:], ack)
+		w.tx = w.tx[:0]
+		w.now = l.now
+		if d := w.handle(bp); d != 0 {
+			t.Fatalf("dropped: %v", d)
+		}
+	})
+	if allocs != 0 || len(h.tmpl) < 500 {
+		t.Fatalf("template path: %v allocations per packet, %d templates", allocs, len(h.tmpl))
 	}
 }

@@ -50,9 +50,9 @@ func newSyncDaemons(dir *forwarder.Director, log zerolog.Logger) *syncDaemons {
 
 // SyncConn is the data path's hook (forwarder.SyncHook): one Enqueue per
 // selected packet.
-func (s *syncDaemons) SyncConn(_ int, c *connsync.Conn) {
+func (s *syncDaemons) SyncConn(_ int, c, tmpl *connsync.Conn) {
 	if snd := s.sender.Load(); snd != nil {
-		snd.Enqueue(c)
+		snd.EnqueueWithTemplate(c, tmpl)
 	}
 }
 
@@ -183,7 +183,7 @@ func (s *syncDaemons) counters() map[string]uint64 {
 }
 
 // connSource iterates the connection table for a bulk copy
-// (connsync.ConnSource). Templates are left out: SyncConn does not take them.
+// (connsync.ConnSource), persistence templates included.
 type connSource struct {
 	dir *forwarder.Director
 }
@@ -192,10 +192,13 @@ func (c connSource) RangeConns(fn func(*connsync.Conn) bool) {
 	ct := c.dir.Conntrack()
 	var sc connsync.Conn
 	ct.Range(c.dir.Now(), func(ci *conntrack.ConnInfo) bool {
-		if ci.Flags&conntrack.FlagTemplate != 0 {
-			return true
-		}
 		forwarder.ConnToSync(&ci.Conn, ct, &sc)
+		if ci.Flags&conntrack.FlagTemplate != 0 {
+			sc.State = 0
+			if ci.Expires > 0 {
+				sc.Timeout = uint32((ci.Expires + 999_999_999) / 1_000_000_000) // what is left of it
+			}
+		}
 		return fn(&sc)
 	})
 }
