@@ -763,3 +763,72 @@ func TestSyncDaemonsByUlvsadm(t *testing.T) {
 		t.Fatalf("daemons after stop: %+v", ds)
 	}
 }
+
+// TestFailoverPersistenceLab: with a persistent service, the active syncs
+// the persistence template with the connection, so after a takeover new
+// connections of the same client still go to the same real server (rr on
+// the new active would otherwise alternate between the two).
+func TestFailoverPersistenceLab(t *testing.T) {
+	pl := newPairLab(t, lab.NAT)
+	p := &pl.l.Plan
+	for _, name := range []string{"dir1", "dir2"} {
+		prio := 150
+		if name == "dir2" {
+			prio = 100
+		}
+		pl.writeConf(name, failoverConf(p, name, prio, true, ""))
+		b, err := os.ReadFile(pl.confs[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.Replace(string(b), "scheduler = \"rr\"\n", "scheduler = \"rr\"\npersistence = \"600s\"\n", 1)
+		if err := os.WriteFile(pl.confs[name], []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p1 := pl.start("dir1")
+	pl.start("dir2")
+	pl.waitState("dir1", "master", 10*time.Second)
+	pl.waitState("dir2", "backup", 5*time.Second)
+	cl := pl.l.HTTPClient("client1", time.Second)
+	url := fmt.Sprintf("http://%s:%d/", p.VIP4, p.HTTPPort)
+	get := func() (string, error) {
+		resp, err := cl.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+	first, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if n, err := get(); err != nil || n != first {
+			t.Fatalf("persistence on dir1: %q then %q (%v)", first, n, err)
+		}
+	}
+	pl.waitFor("dir2 receives the template", 6*time.Second, func() bool {
+		st, err := pl.status("dir2")
+		return err == nil && st.Sync.Counters["created"] >= 2
+	})
+	if err := syscall.Kill(p1.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	pl.waitState("dir2", "master", 3*time.Second)
+	pl.waitFor("requests through dir2", 3*time.Second, func() bool { _, err := get(); return err == nil })
+	seen := map[string]int{}
+	for i := 0; i < 10; i++ {
+		n, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[n]++
+	}
+	t.Logf("before the takeover: %s; after it, 10 new connections went to %v", first, seen)
+	if len(seen) != 1 || seen[first] != 10 {
+		t.Fatalf("persistence lost at the takeover: %s before, %v after", first, seen)
+	}
+}
