@@ -790,7 +790,7 @@ func TestFailoverPersistenceLab(t *testing.T) {
 	pl.start("dir2")
 	pl.waitState("dir1", "master", 10*time.Second)
 	pl.waitState("dir2", "backup", 5*time.Second)
-	cl := pl.l.HTTPClient("client1", time.Second)
+	cl := pl.l.HTTPClient("client1", 3*time.Second) // a lost SYN is retransmitted after 1 s
 	url := fmt.Sprintf("http://%s:%d/", p.VIP4, p.HTTPPort)
 	get := func() (string, error) {
 		resp, err := cl.Get(url)
@@ -814,6 +814,23 @@ func TestFailoverPersistenceLab(t *testing.T) {
 		st, err := pl.status("dir2")
 		return err == nil && st.Sync.Counters["created"] >= 2
 	})
+	// dir2 holds the template (client port 0, state NONE) naming the real server.
+	snap, err := control.NewClient(pl.socks["dir2"]).Snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpls := 0
+	for _, c := range snap.Conns {
+		if c.Client.Port() == 0 && c.State == "NONE" {
+			tmpls++
+			if rs, ok := p.Host(first); !ok || c.Dest.Addr() != rs.Addr4() {
+				t.Fatalf("dir2's template names %v, want %s's address", c.Dest, first)
+			}
+		}
+	}
+	if tmpls != 1 {
+		t.Fatalf("dir2 holds %d templates, want 1: %+v", tmpls, snap.Conns)
+	}
 	if err := syscall.Kill(p1.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
