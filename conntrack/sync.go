@@ -24,6 +24,10 @@ type SyncEntry struct {
 	// Timeout is the remaining lifetime the active sent, in seconds; 0
 	// uses the backup's state table. It is capped at MaxTimeout.
 	Timeout uint32
+	// CreateOnly leaves an existing entry as it is (SyncKept): a director
+	// that is active itself trusts its own state over a late message from
+	// the old active, but still learns connections it does not have.
+	CreateOnly bool
 }
 
 // SyncResult is what SyncConn did with an entry; every value but
@@ -38,10 +42,11 @@ const (
 	SyncFull                       // the table is at its bound
 	SyncTemplate                   // a template that cannot be applied (fwmark templates are not supported)
 	SyncBadState                   // TCP state out of range
+	SyncKept                       // CreateOnly and the entry exists: left as it is
 	numSyncResults
 )
 
-var syncResultNames = [numSyncResults]string{"created", "updated", "unknown-dest", "table-full", "template", "bad-state"}
+var syncResultNames = [numSyncResults]string{"created", "updated", "unknown-dest", "table-full", "template", "bad-state", "kept"}
 
 // String names the result.
 func (r SyncResult) String() string {
@@ -115,6 +120,9 @@ func (t *Table) SyncConn(se *SyncEntry, dest DestID, now int64) SyncResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if li, _, ok := t.findInLocked(s, b, &k); ok {
+		if se.CreateOnly {
+			return SyncKept
+		}
 		e := t.at(s, li)
 		for {
 			c := e.ctl.Load()
@@ -233,6 +241,9 @@ func (t *Table) syncTemplate(se *SyncEntry, dest DestID, now int64) SyncResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if li, _, ok := t.findInLocked(s, b, &k); ok {
+		if se.CreateOnly {
+			return SyncKept
+		}
 		e := t.at(s, li)
 		e.timeout.Store(to)
 		for {

@@ -218,3 +218,23 @@ func TestSyncTemplateKeepsPersistence(t *testing.T) {
 		t.Fatal("template for a non-persistent service")
 	}
 }
+
+func TestSyncConnCreateOnly(t *testing.T) {
+	tb := newTable(t, Config{MaxConns: 1024})
+	s, id := addServer(t, tb, "10.0.1.11:80", MethodMasq, 0, 0)
+	now := 100 * sec
+	se := syncEntry("10.0.0.11", 40000, "10.0.0.100", 80, "10.0.1.11", 80, ProtoTCP, MethodMasq, StateEstablished, 900)
+	se.CreateOnly = true
+	if r := tb.SyncConn(&se, id, now); r != SyncCreated {
+		t.Fatalf("create-only of a missing entry: %v", r)
+	}
+	se.State = StateTimeWait
+	if r := tb.SyncConn(&se, id, now); r != SyncKept {
+		t.Fatalf("create-only of an existing entry: %v", r)
+	}
+	var ci ConnInfo
+	tb.Range(now, func(c *ConnInfo) bool { ci = *c; return false })
+	if ci.State != StateEstablished || s.ActiveConns() != 1 {
+		t.Fatalf("a create-only message changed the entry: %v, active %d", ci.State.Name(ProtoTCP), s.ActiveConns())
+	}
+}

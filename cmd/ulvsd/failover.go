@@ -66,6 +66,10 @@ type syncSink struct {
 func (k *syncSink) SyncConn(c *connsync.Conn) {
 	s := k.s
 	forwarder.SyncEntry(c, &k.se)
+	// While this director forwards, its own entries are authoritative: a
+	// late message from the old active (its last batch after a failback)
+	// only adds the connections missing here.
+	k.se.CreateOnly = !s.dir.Standby()
 	r := s.ct.SyncConn(&k.se, s.dir.SyncDest(&k.se), s.dir.Now())
 	s.results[r].Add(1)
 	// Every delivered entry counts towards a bulk copy's completeness

@@ -207,10 +207,11 @@ type probe struct {
 }
 
 // requestLoop starts a new-connection request every 10 ms (each with a
-// 400 ms timeout) until stop is closed or max requests; it returns the
-// results when stopped.
+// 1.5 s timeout: a slow answer on this loaded machine is not a failure)
+// until stop is closed or max requests; it returns the results when
+// stopped.
 func (pl *pairLab) requestLoop(stop <-chan struct{}, max int) func() []probe {
-	cl := pl.l.HTTPClient("client1", 400*time.Millisecond)
+	cl := pl.l.HTTPClient("client1", 1500*time.Millisecond)
 	url := fmt.Sprintf("http://%s:%d/", pl.l.Plan.VIP4, pl.l.Plan.HTTPPort)
 	var (
 		mu  sync.Mutex
@@ -256,21 +257,26 @@ func (pl *pairLab) requestLoop(stop <-chan struct{}, max int) func() []probe {
 	}
 }
 
-// outage returns how long after t0 requests started succeeding again: the
-// end of the first successful request started after t0, minus t0; and the
-// number of failed requests started after t0.
+// outage returns how long after t0 requests succeeded again: the earliest
+// end of a successful request started after t0, minus t0; and the number
+// of requests started after t0 that failed before that.
 func outage(ps []probe, t0 time.Time) (time.Duration, int) {
+	var first time.Time
+	for _, p := range ps {
+		if p.ok && !p.start.Before(t0) && (first.IsZero() || p.end.Before(first)) {
+			first = p.end
+		}
+	}
+	if first.IsZero() {
+		return -1, 0
+	}
 	fails := 0
 	for _, p := range ps {
-		if p.start.Before(t0) {
-			continue
+		if !p.ok && !p.start.Before(t0) && p.start.Before(first) {
+			fails++
 		}
-		if p.ok {
-			return p.end.Sub(t0), fails
-		}
-		fails++
 	}
-	return -1, fails
+	return first.Sub(t0), fails
 }
 
 // capture runs a bounded tcpdump in the switch namespace on the given
@@ -451,12 +457,12 @@ func testFailover(t *testing.T, mode lab.Mode) {
 	if nFwd != 0 {
 		t.Errorf("the stood-down director sent %d packets:\n%s", nFwd, tail([]byte(fwd), 20))
 	}
-	time.Sleep(1500 * time.Millisecond) // steady state after the failback
+	time.Sleep(2 * time.Second) // steady state after the failback
 	close(stop)
 	ps := results()
 
 	out, fails := outage(ps, tKill)
-	t.Logf("%s: takeover: requests succeed again %v after kill -9 (%d failed requests); %d/%d established connections survived",
+	t.Logf("%s: takeover: requests succeed again %v after kill -9 (%d requests started before that failed); %d/%d established connections survived",
 		mode, out.Round(time.Millisecond), fails, survived, nKeep)
 	if out < 0 || out > time.Second {
 		t.Errorf("traffic did not flow again within 1 s of the kill (%v)", out)
