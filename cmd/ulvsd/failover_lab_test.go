@@ -24,16 +24,6 @@ import (
 	"github.com/ulvs/ulvs/lab/labtest"
 )
 
-// The test binary doubles as ulvsd: with ULVSD_TEST_MAIN=1 it runs the
-// daemon's main instead of the tests, so the lab starts the code under
-// test without a separate build.
-func TestMain(m *testing.M) {
-	if os.Getenv("ULVSD_TEST_MAIN") == "1" {
-		os.Exit(run(os.Args[1:]))
-	}
-	os.Exit(m.Run())
-}
-
 // pairLab is a lab with two ulvsd directors in a failover pair.
 type pairLab struct {
 	t     *testing.T
@@ -98,7 +88,12 @@ func (pl *pairLab) writeConf(name, failover string) {
 // start starts ulvsd on a director (the test binary, as ulvsd).
 func (pl *pairLab) start(name string) *lab.Process {
 	pl.t.Helper()
-	argv := []string{"env", "ULVSD_TEST_MAIN=1", os.Args[0], "-config", pl.confs[name]}
+	exe, err := os.Executable()
+	if err != nil {
+		pl.t.Fatal(err)
+	}
+	// The test binary runs as ulvsd (TestMain, labhelpers_test.go).
+	argv := []string{exe, daemonArg, "-config", pl.confs[name]}
 	if pl.rt {
 		argv = append([]string{"chrt", "-r", "10"}, argv...)
 	}
