@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ulvs/ulvs/failover"
 	"github.com/ulvs/ulvs/healthcheck"
 )
 
@@ -161,7 +162,8 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
-	Web            Web // the HTTPS monitor (config/web.go)
+	Web            Web                // the HTTPS monitor (config/web.go)
+	Failover       *failover.Settings // [failover]; nil when absent (config/failover.go)
 }
 
 // Director holds the settings that need a restart of ulvsd to change

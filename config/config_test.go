@@ -116,7 +116,7 @@ func TestBadFiles(t *testing.T) {
 		{"table not array", head + "[[virtual_server]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n[virtual_server.real_server]\naddress = \"10.0.1.1\"\n",
 			[]string{"bad.toml:6: virtual_server.real_server: incompatible types: TOML value has type map[string]any; destination has type slice"}, ErrSyntax},
 		{"unknown key", head + "foo = 1\n", []string{`bad.toml:3: director.foo: unknown key "foo"`}, ErrUnknownKey},
-		{"unknown table", head + "[gui]\nport = 1\n[failover]\n", []string{`bad.toml:3: gui: unknown table "gui"`, `bad.toml:5: failover: unknown table "failover"`}, ErrUnknownKey},
+		{"unknown table", head + "[gui]\nport = 1\n[nosuch]\n", []string{`bad.toml:3: gui: unknown table "gui"`, `bad.toml:5: nosuch: unknown table "nosuch"`}, ErrUnknownKey},
 		{"unknown rs key", rs + "  health_chek = \"tcp\"\n", []string{`bad.toml:9: virtual_server[0].real_server[0].health_chek: unknown key "health_chek"`}, ErrUnknownKey},
 		{"rs health_check not a table", rs + "  health_check = \"tcp\"\n", []string{`bad.toml:9: virtual_server[0].real_server[0].health_check: want a table, not a string`}, ErrInvalid},
 		{"weight", rs + "  weight = -3\n", []string{"bad.toml:9: virtual_server[0].real_server[0].weight: -3 out of range 0..65535"}, ErrInvalid},

@@ -98,7 +98,7 @@ func (c Changes) Empty() bool { return len(c.Ops) == 0 && len(c.Restart) == 0 }
 // and the ipvsadm conversions return them). A nil old is an empty table.
 func Diff(old, new *Config) Changes {
 	if old == nil {
-		old = &Config{Director: new.Director, Timeouts: new.Timeouts, Conntrack: new.Conntrack, Web: new.Web}
+		old = &Config{Director: new.Director, Timeouts: new.Timeouts, Conntrack: new.Conntrack, Web: new.Web, Failover: new.Failover}
 	}
 	var ch Changes
 	od, nd := old.Director, new.Director
@@ -122,6 +122,9 @@ func Diff(old, new *Config) Changes {
 	}
 	if !old.Web.Equal(&new.Web) { // config/web.go
 		ch.Restart = append(ch.Restart, "web")
+	}
+	if failoverChanged(old.Failover, new.Failover) { // config/failover.go
+		ch.Restart = append(ch.Restart, "failover")
 	}
 	if old.Timeouts != new.Timeouts {
 		ch.Ops = append(ch.Ops, Op{Kind: OpSetTimeouts, Timeouts: new.Timeouts})

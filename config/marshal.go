@@ -67,6 +67,7 @@ func Marshal(c *Config) []byte {
 		}
 	}
 	marshalWeb(&b, &c.Web) // config/web.go
+	marshalFailover(&b, c) // config/failover.go
 	return b.Bytes()
 }
 

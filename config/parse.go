@@ -15,17 +15,19 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/ulvs/ulvs/failover"
 	"github.com/ulvs/ulvs/healthcheck"
 )
 
 // The file's shape. Leaf values are decoded as `any` so that every type
 // error is ours to report, with the key path and line.
 type rawFile struct {
-	Director      rawDirector  `toml:"director"`
-	Timeouts      rawTimeouts  `toml:"timeouts"`
-	Conntrack     rawConntrack `toml:"conntrack"`
-	VirtualServer []rawVS      `toml:"virtual_server"`
-	Web           rawWeb       `toml:"web"` // config/web.go
+	Director      rawDirector        `toml:"director"`
+	Timeouts      rawTimeouts        `toml:"timeouts"`
+	Conntrack     rawConntrack       `toml:"conntrack"`
+	VirtualServer []rawVS            `toml:"virtual_server"`
+	Web           rawWeb             `toml:"web"`      // config/web.go
+	Failover      *failover.Settings `toml:"failover"` // config/failover.go
 }
 
 type rawDirector struct {
@@ -148,6 +150,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 	}
 	c := build(&raw, md, &l)
+	c.Failover = raw.Failover // config/failover.go
 	if c.Director.PublicInterface == "" {
 		l.add("director.public_interface", ErrInvalid, "missing (the interface where clients' traffic arrives)")
 	}
@@ -155,6 +158,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	// value in c is a default, not what the file says).
 	var v errList
 	c.validate(&v)
+	c.validateFailover(&v) // config/failover.go
 	bad := map[string]bool{}
 	for _, e := range l {
 		bad[e.Key] = true

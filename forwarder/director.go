@@ -64,6 +64,7 @@ type Director struct {
 	resolver *Resolver
 	stats    *stats
 	standby  atomic.Bool // set while this director is the backup
+	sync     syncState   // issue 7: connection sync seam (forwarder/sync.go)
 
 	// Control plane, serialized by ctl.
 	ctl       sync.Mutex

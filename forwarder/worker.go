@@ -182,6 +182,7 @@ func (w *worker) inbound(bp *engine.Packet, buf []byte, svc *Service) Drop {
 	bump(&ss.inBytes, n)
 	bump(&ds.inPkts, 1)
 	bump(&ds.inBytes, n)
+	w.syncConn(svc, p.TCPFlags) // issue 7: connection sync to the backup (forwarder/sync.go)
 	return w.forward(bp, buf)
 }
 

@@ -74,8 +74,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if data, err = c.Config(); err == nil {
 			err = writeFile(cmd.File, data)
 		}
-	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
-		err = errors.New("connection sync daemons are not available in this build of ulvs yet")
+	case ipvsadm.CmdStartDaemon: // issue 7 (control/daemon.go)
+		err = c.StartDaemon(cmd.Daemon)
+	case ipvsadm.CmdStopDaemon:
+		err = c.StopDaemon(cmd.Daemon.State)
 	default:
 		err = c.Command(args, nil)
 	}
@@ -115,6 +117,11 @@ func list(c *control.Client, cmd *ipvsadm.Command, w io.Writer) error {
 	s, err := c.Snapshot(cmd.Options&ipvsadm.OptConnection != 0)
 	if err != nil {
 		return err
+	}
+	if cmd.Options&ipvsadm.OptDaemon != 0 { // issue 7: -L --daemon
+		if s.Daemons, err = c.Daemons(); err != nil {
+			return err
+		}
 	}
 	return printer(cmd).Output(w, cmd, s)
 }

@@ -35,6 +35,8 @@ type daemon struct {
 	est    *control.Estimator
 	raw    *rawSender
 	sock   net.Listener
+	sd     *syncDaemons // issue 7: sync daemons (cmd/ulvsd/failover.go)
+	fo     *failoverRun // issue 7: [failover], nil when absent
 
 	filterMu sync.Mutex
 }
@@ -106,6 +108,10 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		d.close()
 		return nil, fmt.Errorf("applying %s: %w", path, err)
 	}
+	if err := d.startFailover(names); err != nil { // issue 7 (cmd/ulvsd/failover.go)
+		d.close()
+		return nil, err
+	}
 	sockPath := cfg.Director.ControlSocket
 	if sockPath == "" {
 		sockPath = control.DefaultSocket
@@ -114,9 +120,13 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		d.close()
 		return nil, err
 	}
-	if _, err := startWeb(ctx, cfg.Web, d.ctl, d.status, log); err != nil { // cmd/ulvsd/web.go
+	mon, err := startWeb(ctx, cfg.Web, d.ctl, d.status, log) // cmd/ulvsd/web.go
+	if err != nil {
 		d.close()
 		return nil, err
+	}
+	if mon != nil && d.fo != nil {
+		mon.SetFailover(d.fo.webStatus)
 	}
 	log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues())).
 		Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
@@ -126,6 +136,9 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 func (d *daemon) close() {
 	if d.hm != nil {
 		d.hm.Close() // stops every check before the data path goes
+	}
+	if d.sd != nil { // issue 7
+		d.sd.stop(0)
 	}
 	if d.sock != nil {
 		d.sock.Close()
@@ -147,13 +160,19 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := control.Serve(ctx, d.sock, d.ctl.Handler(d.status)); err != nil {
+		h := control.WithDaemons(d.ctl.Handler(d.status), d.sd) // issue 7: sync daemon endpoints (control/daemon.go)
+		if err := control.Serve(ctx, d.sock, h); err != nil {
 			d.log.Error().Err(err).Msg("control socket")
 		}
 	}()
 	go func() { defer wg.Done(); d.est.Run(ctx, d.dir) }()
 	go func() { defer wg.Done(); d.maintain(ctx) }()
-	d.announce()
+	if d.fo == nil { // issue 7: with [failover], the node announces at takeover
+		d.announce()
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.fo.run(ctx) }()
+	}
 	err := d.dir.Run(ctx)
 	cancel()
 	wg.Wait()
@@ -274,6 +293,7 @@ func (d *daemon) status() any {
 		"drops":   d.dir.Drops(),
 		"engine":  d.dir.EngineStats(),
 		"standby": d.dir.Standby(),
+		"sync":    d.syncStatus(), // issue 7 (cmd/ulvsd/failover.go)
 	}
 }
 
