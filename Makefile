@@ -16,10 +16,12 @@ build:
 # Installs what the tests need (as root, with apt-get) and runs every test,
 # the network-namespace ones included (they need root; under CI=true they
 # must run). -race needs cgo for the race runtime only; binaries stay pure Go.
+# -p 1: one package at a time, so that the lab tests (100 ms heartbeats,
+# traffic through veths) do not compete with each other for the CPUs.
 test: test-deps
 	$(GO) vet $(PKGS)
 	$(BUILD_ENV) $(GO) build ./...
-	$(GO) test -race -count=1 -timeout 18m $(PKGS)
+	$(GO) test -race -count=1 -p 1 -timeout 18m $(PKGS)
 
 test-deps:
 	@scripts/test-deps.sh
