@@ -431,7 +431,10 @@ func testFailover(t *testing.T, mode lab.Mode) {
 		dir2Ports = append(dir2Ports, ifc.Port)
 		macs = append(macs, "ether src "+ifc.MAC)
 	}
-	const notCtl = ") and not arp and not ip proto 112 and not udp"
+	// Also not the kernel's own IPv6 link-local control traffic (router
+	// solicitations, neighbour discovery, MLD from fe80::): it is the
+	// director's kernel speaking, not forwarding.
+	const notCtl = ") and not arp and not ip proto 112 and not udp and not (ip6 and src net fe80::/10)"
 	stopFwd := pl.capture(dir2Ports, "("+strings.Join(macs, " or ")+notCtl, 10*time.Second)
 	// The same capture of dir1, the active, proves the filter sees forwarding.
 	dir1, _ := p.Host("dir1")
