@@ -421,7 +421,7 @@ func testFailover(t *testing.T, mode lab.Mode) {
 	// Failback: dir1 returns, gets a bulk copy, and takes over after 1 s.
 	tRestart := time.Now()
 	pl.start("dir1")
-	tBack := pl.waitState("dir1", "master", 15*time.Second)
+	tBack := pl.waitState("dir1", "master", 30*time.Second)
 	pl.waitState("dir2", "backup", 2*time.Second)
 	// The stood-down director forwards nothing: capture what leaves dir2
 	// (except ARP, VRRP and the sync/control UDP) while the loop runs.
