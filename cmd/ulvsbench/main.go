@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ulvs/ulvs/bench/dataplane"
 	"github.com/ulvs/ulvs/bench/sched"
 )
 
@@ -17,6 +18,7 @@ const usage = `usage: ulvsbench COMMAND [ARGS]
 
 commands:
   sched replay   replay a trace of pool and connection events through one scheduler
+  dataplane      packet and connection rates of ulvsd against the kernel on a lab (root)
 `
 
 func main() {
@@ -31,6 +33,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "sched":
 		return sched.Main(args[1:], os.Stdin, os.Stdout, os.Stderr)
+	case "dataplane":
+		return dataplane.Main(args[1:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0
