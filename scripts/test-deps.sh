@@ -18,6 +18,8 @@ declare -A need=(
   [nft]=nftables         # counters on real servers' interfaces
   [socat]=socat          # UDP clients and servers in end-to-end tests
   [keepalived]=keepalived # failover comparisons (issue 7)
+  [haproxy]=haproxy      # ulvsbench dataplane: HAProxy mode tcp comparison
+  [taskset]=util-linux   # ulvsbench dataplane: pins ulvsd and HAProxy
 )
 
 missing=()

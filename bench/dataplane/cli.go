@@ -39,6 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Ulvsd, "ulvsd", "", "ulvsd `binary` (default: next to this executable, else $PATH)")
 	fs.DurationVar(&o.Duration, "duration", def.Duration, "measuring window per run")
 	fs.DurationVar(&o.Warmup, "warmup", def.Warmup, "warm-up before each window")
+	fs.DurationVar(&o.Idle, "idle", def.Idle, "no-traffic window before each run that measures the background load")
 	fs.IntVar(&o.Reps, "reps", def.Reps, "runs per configuration (the median is reported)")
 	fs.IntVar(&o.Flows, "flows", def.Flows, "UDP flows (1..64512)")
 	fs.IntVar(&o.Servers, "servers", def.Servers, "real servers (2..40)")
@@ -67,6 +68,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		if !set["warmup"] {
 			o.Warmup = q.Warmup
+		}
+		if !set["idle"] {
+			o.Idle = q.Idle
 		}
 		if !set["reps"] {
 			o.Reps = q.Reps
@@ -121,6 +125,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: --duration %s out of range (0..10m)", ErrUsage, o.Duration)
 	case o.Warmup < 0 || o.Warmup > 60e9:
 		return fmt.Errorf("%w: --warmup %s out of range (0..1m)", ErrUsage, o.Warmup)
+	case o.Idle < 0 || o.Idle > 60e9:
+		return fmt.Errorf("%w: --idle %s out of range (0..1m)", ErrUsage, o.Idle)
 	case o.Reps < 0 || o.Reps > 100:
 		return fmt.Errorf("%w: --reps %d out of range (1..100)", ErrUsage, o.Reps)
 	case o.Flows < 0 || o.Flows > 64512:
@@ -156,17 +162,17 @@ func PrintTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "placement: %s\n", r.Placement)
 	fmt.Fprintf(w, "generator ceiling: %.0f pps (sent %.0f pps)\n\n", r.Generator.PPS, r.Generator.SentPPS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT\tns/packet (director CPU)\t")
+	fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT\tns/packet (director CPU)\tbackground busy\t")
 	for _, x := range r.PPS {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt, 100*x.Background)
 	}
 	tw.Flush()
 	if len(r.Scaling) > 0 {
 		fmt.Fprintln(w, "\nulvsd NAT scaling (unpinned; ns/packet of all CPUs, generator included)")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "workers\tpps\tns/packet (all CPUs)\t")
+		fmt.Fprintln(tw, "workers\tpps\tns/packet (all CPUs)\tbackground busy\t")
 		for _, x := range r.Scaling {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t\n", x.Name, x.PPS, x.NsPerPkt)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.NsPerPkt, 100*x.Background)
 		}
 		tw.Flush()
 	}

@@ -41,6 +41,7 @@ type Options struct {
 	Ulvsd       string        `json:"ulvsd"`        // path of the ulvsd binary
 	Duration    time.Duration `json:"duration"`     // measuring window per run (default 3s)
 	Warmup      time.Duration `json:"warmup"`       // before each window (default 1s)
+	Idle        time.Duration `json:"idle"`         // no-traffic window before each run, for the background load (default 500ms)
 	Reps        int           `json:"reps"`         // runs per configuration, median kept (default 3)
 	Flows       int           `json:"flows"`        // UDP flows (source ports), default 64512
 	Servers     int           `json:"servers"`      // real servers (default 2)
@@ -54,7 +55,7 @@ type Options struct {
 
 // Quick returns options for a short run (the end-to-end test).
 func Quick() Options {
-	return Options{Duration: 500 * time.Millisecond, Warmup: 300 * time.Millisecond, Reps: 1, Flows: 4096,
+	return Options{Duration: 500 * time.Millisecond, Warmup: 300 * time.Millisecond, Idle: 200 * time.Millisecond, Reps: 1, Flows: 4096,
 		TCPDuration: time.Second, TCPConns: 16, MaxPackets: 5_000_000}
 }
 
@@ -64,6 +65,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Warmup <= 0 {
 		o.Warmup = time.Second
+	}
+	if o.Idle <= 0 {
+		o.Idle = 500 * time.Millisecond
 	}
 	if o.Reps <= 0 {
 		o.Reps = 3
@@ -116,6 +120,10 @@ type Row struct {
 	NsPerPkt  float64   `json:"ns_per_pkt"` // busy ns of the measured CPU(s) per counted packet
 	RatioNFT  float64   `json:"ratio_nft"`  // PPS / nftables DNAT's PPS (0 when not computed)
 	Runs      []float64 `json:"runs_pps"`   // every run's PPS
+	// Background is the share of the measured CPUs' time busy with no
+	// traffic just before each run (median): other load on the machine,
+	// which ns/packet includes. Above a few percent, redo the run.
+	Background float64 `json:"background_busy"`
 }
 
 // TCPRow is one TCP configuration: medians over the runs.

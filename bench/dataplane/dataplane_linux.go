@@ -234,7 +234,7 @@ func packetsIn(s string) (int64, error) {
 
 // sample is one measurement window.
 type sample struct {
-	pps, nsPerPkt, sentPPS float64
+	pps, nsPerPkt, sentPPS, bg float64
 }
 
 // counterFn reads the packets counted so far for the configuration.
@@ -244,6 +244,19 @@ type counterFn func(context.Context) (int64, error)
 // returns the received rate in the window and the busy nanoseconds of the
 // measured CPUs per received packet.
 func (b *bench) onePPS(ctx context.Context, frames [][]byte, count counterFn, cpus []int) (sample, error) {
+	// Background: how busy the measured CPUs are with no traffic (other
+	// users of a shared machine), as a share of the CPUs' time.
+	bt0, bb0 := time.Now(), busyNS(cpus)
+	select {
+	case <-time.After(b.o.Idle):
+	case <-ctx.Done():
+		return sample{}, ctx.Err()
+	}
+	ncpu := len(cpus)
+	if ncpu == 0 {
+		ncpu = runtime.NumCPU()
+	}
+	bg := float64(busyNS(cpus)-bb0) / float64(time.Since(bt0).Nanoseconds()) / float64(ncpu)
 	g, err := openGenerator(b.nsPath("client1"), b.host("client1").Ifaces[0].Name, frames)
 	if err != nil {
 		return sample{}, err
@@ -295,7 +308,7 @@ func (b *bench) onePPS(ctx context.Context, frames [][]byte, count counterFn, cp
 	busy0, busy1 := m0.busy, m1.busy
 	dt := t1.Sub(t0).Seconds()
 	n := c1 - c0
-	s := sample{pps: float64(n) / dt, sentPPS: float64(s1-s0) / dt}
+	s := sample{pps: float64(n) / dt, sentPPS: float64(s1-s0) / dt, bg: bg}
 	if n > 0 {
 		s.nsPerPkt = float64(busy1-busy0) / float64(n)
 	}
@@ -314,7 +327,7 @@ func mid(a, z snapshot) snapshot {
 // row measures one configuration Reps times and keeps the medians.
 func (b *bench) row(ctx context.Context, name, placement string, frames [][]byte, count counterFn, cpus []int) (Row, error) {
 	r := Row{Name: name, Placement: placement}
-	var pps, ns, sent []float64
+	var pps, ns, sent, bg []float64
 	for i := 0; i < b.o.Reps; i++ {
 		s, err := b.onePPS(ctx, frames, count, cpus)
 		if err != nil {
@@ -323,10 +336,11 @@ func (b *bench) row(ctx context.Context, name, placement string, frames [][]byte
 		pps = append(pps, s.pps)
 		ns = append(ns, s.nsPerPkt)
 		sent = append(sent, s.sentPPS)
+		bg = append(bg, s.bg)
 		r.Runs = append(r.Runs, s.pps)
 	}
-	r.PPS, r.NsPerPkt, r.SentPPS = median(pps), median(ns), median(sent)
-	fmt.Fprintf(b.log, "  %-28s %10.0f pps  %6.0f ns/pkt  (sent %.0f pps; runs %s)\n", name, r.PPS, r.NsPerPkt, r.SentPPS, fmtRuns(r.Runs))
+	r.PPS, r.NsPerPkt, r.SentPPS, r.Background = median(pps), median(ns), median(sent), median(bg)
+	fmt.Fprintf(b.log, "  %-28s %10.0f pps  %6.0f ns/pkt  (sent %.0f pps; idle-time busy %.0f%%; runs %s)\n", name, r.PPS, r.NsPerPkt, r.SentPPS, 100*r.Background, fmtRuns(r.Runs))
 	return r, nil
 }
 
