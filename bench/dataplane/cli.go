@@ -47,7 +47,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.TCPDuration, "tcp-duration", def.TCPDuration, "wrk duration per run")
 	fs.IntVar(&o.TCPConns, "tcp-conns", def.TCPConns, "wrk connections")
 	fs.BoolVar(&o.NoTCP, "no-tcp", false, "skip the TCP (wrk) measurements")
+	fs.BoolVar(&o.NoPPS, "no-pps", false, "skip the UDP packet-rate measurements (and the scaling)")
 	fs.BoolVar(&o.NoScaling, "no-scaling", false, "skip the 1 -> 2 worker scaling")
+	fs.IntVar(&o.Nice, "nice", def.Nice, "nice value of the generator, ulvsd, HAProxy, nginx and wrk (-20..19)")
+	fs.BoolVar(&o.NoNice, "no-nice", false, "run everything at nice 0")
 	fs.StringVar(&o.Profile, "profile", "", "record the director CPU with perf during the ulvsd NAT runs into `file`")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +138,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: --servers %d out of range (1..40)", ErrUsage, o.Servers)
 	case o.TCPDuration < 0 || o.TCPDuration > 10*60e9:
 		return fmt.Errorf("%w: --tcp-duration %s out of range (0..10m)", ErrUsage, o.TCPDuration)
+	case o.Nice < -20 || o.Nice > 19:
+		return fmt.Errorf("%w: --nice %d out of range (-20..19)", ErrUsage, o.Nice)
 	case o.TCPConns < 0 || o.TCPConns > 4000:
 		return fmt.Errorf("%w: --tcp-conns %d out of range (1..4000)", ErrUsage, o.TCPConns)
 	}
@@ -160,16 +165,19 @@ func PrintTable(w io.Writer, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), Linux %s, %s; load average %s at start, %s at end\n", m.CPUs, m.CPUModel, m.Kernel, m.Go, m.LoadStart, m.LoadEnd)
 	fmt.Fprintf(w, "placement: %s\n", r.Placement)
-	fmt.Fprintf(w, "generator ceiling: %.0f pps (sent %.0f pps)\n\n", r.Generator.PPS, r.Generator.SentPPS)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT\tns/packet (director CPU)\tbackground busy\t")
-	for _, x := range r.PPS {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt, 100*x.Background)
+	if len(r.PPS) > 0 {
+		fmt.Fprintf(w, "UDP: 64-byte packets, %d flows, %d runs of %s each (medians)\n", r.Options.Flows, r.Options.Reps, r.Options.Duration)
+		fmt.Fprintf(w, "generator ceiling: %.0f pps (sent %.0f pps)\n\n", r.Generator.PPS, r.Generator.SentPPS)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT\tns/packet (director CPU)\tbackground busy\t")
+		for _, x := range r.PPS {
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt, 100*x.Background)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 	if len(r.Scaling) > 0 {
 		fmt.Fprintln(w, "\nulvsd NAT scaling (unpinned; ns/packet of all CPUs, generator included)")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "workers\tpps\tns/packet (all CPUs)\tbackground busy\t")
 		for _, x := range r.Scaling {
 			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.NsPerPkt, 100*x.Background)
@@ -178,7 +186,7 @@ func PrintTable(w io.Writer, r *Report) {
 	}
 	if len(r.TCP) > 0 {
 		fmt.Fprintf(w, "\nTCP through the VIP (wrk -t1 -c%d against nginx, unpinned)\n", r.Options.TCPConns)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "configuration\trequests/s (keep-alive)\tconnections/s\t")
 		for _, x := range r.TCP {
 			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t\n", x.Name, x.RequestsPerSec, x.ConnsPerSec)

@@ -49,8 +49,15 @@ type Options struct {
 	TCPDuration time.Duration `json:"tcp_duration"` // wrk duration per run (default 3s)
 	TCPConns    int           `json:"tcp_conns"`    // wrk connections (default 64)
 	NoTCP       bool          `json:"no_tcp"`
+	NoPPS       bool          `json:"no_pps"`
 	NoScaling   bool          `json:"no_scaling"`
 	Profile     string        `json:"profile,omitempty"` // perf record output during ulvsd NAT
+	// Nice is the nice value of every process and thread the run starts
+	// (generator, ulvsd, HAProxy, nginx, wrk), so that a shared machine's
+	// other load disturbs them less; the kernel's softirq work is not
+	// subject to it. Default -10; NoNice keeps 0.
+	Nice   int  `json:"nice"`
+	NoNice bool `json:"no_nice,omitempty"`
 }
 
 // Quick returns options for a short run (the end-to-end test).
@@ -84,6 +91,11 @@ func (o Options) withDefaults() Options {
 	if o.TCPDuration <= 0 {
 		o.TCPDuration = 3 * time.Second
 	}
+	if o.NoNice {
+		o.Nice = 0
+	} else if o.Nice == 0 {
+		o.Nice = -10
+	}
 	if o.TCPConns <= 0 {
 		o.TCPConns = 64
 	}
@@ -91,7 +103,7 @@ func (o Options) withDefaults() Options {
 }
 
 func (o Options) tools() []string {
-	t := []string{"nsenter", "ip", "nft", "taskset", "sysctl"}
+	t := []string{"nsenter", "ip", "nft", "taskset", "sysctl", "nice"}
 	if !o.NoTCP {
 		t = append(t, "nginx", "wrk", "haproxy", "curl")
 	}

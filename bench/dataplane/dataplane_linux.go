@@ -83,8 +83,10 @@ func Run(ctx context.Context, o Options, log io.Writer) (rep *Report, err error)
 		return nil, err
 	}
 	rep.Placement = b.placement()
-	if err := b.measurePPS(ctx, rep); err != nil {
-		return rep, err
+	if !o.NoPPS {
+		if err := b.measurePPS(ctx, rep); err != nil {
+			return rep, err
+		}
 	}
 	if !o.NoTCP {
 		if err := b.measureTCP(ctx, rep); err != nil {
@@ -95,11 +97,20 @@ func Run(ctx context.Context, o Options, log io.Writer) (rep *Report, err error)
 	return rep, nil
 }
 
+// niced prefixes argv with nice(1) (which execs in place: the PID stays
+// the program's).
+func (b *bench) niced(argv []string) []string {
+	if b.o.Nice == 0 {
+		return argv
+	}
+	return append([]string{"nice", "-n", strconv.Itoa(b.o.Nice)}, argv...)
+}
+
 func (b *bench) placement() string {
 	if b.gcpu < 0 {
 		return "one CPU: generator and director share it"
 	}
-	return fmt.Sprintf("generator thread pinned to CPU %d; director CPU %d (ulvsd or HAProxy pinned there with taskset, receive softirq steered there with RPS on the director's interfaces)", b.gcpu, b.dcpu)
+	return fmt.Sprintf("generator thread pinned to CPU %d; director CPU %d (ulvsd pinned there with taskset, receive softirq steered there with RPS on the director's interfaces); our processes at nice %d", b.gcpu, b.dcpu, b.o.Nice)
 }
 
 func (b *bench) host(name string) *lab.Host {
@@ -267,7 +278,7 @@ func (b *bench) onePPS(ctx context.Context, frames [][]byte, count counterFn, cp
 	total := b.o.Warmup + b.o.Duration
 	deadline := time.Now().Add(total + 2*time.Second) // the safety bound; stop ends it sooner
 	done := make(chan error, 1)
-	go func() { done <- g.run(b.gcpu, deadline, b.o.MaxPackets, &stop, &sent) }()
+	go func() { done <- g.run(b.gcpu, b.o.Nice, deadline, b.o.MaxPackets, &stop, &sent) }()
 	defer func() {
 		stop.Store(true)
 		<-done
@@ -530,7 +541,7 @@ func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int)
 	if cpu >= 0 {
 		argv = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 	}
-	pr, err := b.l.Start("dir1", argv...)
+	pr, err := b.l.Start("dir1", b.niced(argv)...)
 	if err != nil {
 		return nil, err
 	}

@@ -146,7 +146,7 @@ func (g *generator) Close() error { return unix.Close(g.fd) }
 
 // run sends until stop is set, deadline passes or limit frames are sent,
 // on a thread pinned to cpu (cpu < 0: unpinned). sent is updated as it goes.
-func (g *generator) run(cpu int, deadline time.Time, limit int64, stop *atomic.Bool, sent *atomic.Int64) error {
+func (g *generator) run(cpu, nice int, deadline time.Time, limit int64, stop *atomic.Bool, sent *atomic.Int64) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if cpu >= 0 {
@@ -162,6 +162,13 @@ func (g *generator) run(cpu int, deadline time.Time, limit int64, stop *atomic.B
 			}
 			_ = unix.SchedSetaffinity(0, &all)
 		}()
+	}
+	if nice != 0 {
+		tid := unix.Gettid()
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+			return fmt.Errorf("nice %d: %w", nice, err)
+		}
+		defer unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
 	}
 	k := 0
 	var n int64

@@ -39,7 +39,7 @@ http {
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			return err
 		}
-		pr, err := b.l.Start(h.Name, "nginx", "-c", path, "-p", d)
+		pr, err := b.l.Start(h.Name, b.niced([]string{"nginx", "-c", path, "-p", d})...)
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func (b *bench) wrk(ctx context.Context, url string, close bool) (float64, strin
 	argv = append(argv, url)
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	out, err := b.l.Exec(ctx, "client1", argv...).CombinedOutput()
+	out, err := b.l.Exec(ctx, "client1", b.niced(argv)...).CombinedOutput()
 	if err != nil {
 		return 0, string(out), fmt.Errorf("wrk: %w: %s", err, out)
 	}
@@ -206,7 +206,7 @@ backend b
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	hp, err := b.l.Start("dir1", "haproxy", "-db", "-f", path)
+	hp, err := b.l.Start("dir1", b.niced([]string{"haproxy", "-db", "-f", path})...)
 	if err != nil {
 		return err
 	}
