@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"text/tabwriter"
 )
@@ -47,6 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.TCPDuration, "tcp-duration", def.TCPDuration, "wrk duration per run")
 	fs.IntVar(&o.TCPConns, "tcp-conns", def.TCPConns, "wrk connections")
 	fs.BoolVar(&o.NoTCP, "no-tcp", false, "skip the TCP (wrk) measurements")
+	fs.StringVar(&o.Timeouts, "timeouts", "", "ulvsd's timeouts as ipvsadm --set takes them: `TCP,TCPFIN,UDP` seconds (default: ulvsd's)")
 	fs.BoolVar(&o.NoPPS, "no-pps", false, "skip the UDP packet-rate measurements (and the scaling)")
 	fs.BoolVar(&o.NoScaling, "no-scaling", false, "skip the 1 -> 2 worker scaling")
 	fs.IntVar(&o.Nice, "nice", def.Nice, "nice value of the generator, ulvsd, HAProxy, nginx and wrk (-20..19)")
@@ -138,6 +140,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: --servers %d out of range (1..40)", ErrUsage, o.Servers)
 	case o.TCPDuration < 0 || o.TCPDuration > 10*60e9:
 		return fmt.Errorf("%w: --tcp-duration %s out of range (0..10m)", ErrUsage, o.TCPDuration)
+	case o.Timeouts != "" && !timeoutsRE.MatchString(o.Timeouts):
+		return fmt.Errorf("%w: --timeouts %q: want TCP,TCPFIN,UDP in seconds, e.g. 900,120,300", ErrUsage, o.Timeouts)
 	case o.Nice < -20 || o.Nice > 19:
 		return fmt.Errorf("%w: --nice %d out of range (-20..19)", ErrUsage, o.Nice)
 	case o.TCPConns < 0 || o.TCPConns > 4000:
@@ -145,6 +149,8 @@ func (o Options) validate() error {
 	}
 	return nil
 }
+
+var timeoutsRE = regexp.MustCompile(`^[1-9][0-9]{0,6},[1-9][0-9]{0,6},[1-9][0-9]{0,6}$`)
 
 // findUlvsd looks for ulvsd next to the running executable, then in $PATH.
 func findUlvsd() string {

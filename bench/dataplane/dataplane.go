@@ -48,10 +48,13 @@ type Options struct {
 	MaxPackets  int64         `json:"max_packets"`  // bound on packets per run (default 50M)
 	TCPDuration time.Duration `json:"tcp_duration"` // wrk duration per run (default 3s)
 	TCPConns    int           `json:"tcp_conns"`    // wrk connections (default 64)
-	NoTCP       bool          `json:"no_tcp"`
-	NoPPS       bool          `json:"no_pps"`
-	NoScaling   bool          `json:"no_scaling"`
-	Profile     string        `json:"profile,omitempty"` // perf record output during ulvsd NAT
+	// Timeouts, when set, is ulvsd's [timeouts] as ipvsadm --set takes
+	// them: "TCP,TCPFIN,UDP" in seconds ("" keeps ulvsd's defaults).
+	Timeouts  string `json:"timeouts,omitempty"`
+	NoTCP     bool   `json:"no_tcp"`
+	NoPPS     bool   `json:"no_pps"`
+	NoScaling bool   `json:"no_scaling"`
+	Profile   string `json:"profile,omitempty"` // perf record output during ulvsd NAT
 	// Nice is the nice value of every process and thread the run starts
 	// (generator, ulvsd, HAProxy, nginx, wrk), so that a shared machine's
 	// other load disturbs them less; the kernel's softirq work is not

@@ -531,7 +531,11 @@ func (b *bench) dnatRules() string {
 // (cpu < 0: not pinned), and waits for its control socket.
 func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int) (*lab.Process, error) {
 	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d.sock", method, workers))
-	cfg := b.l.DirectorConfig(lab.DirectorOptions{Workers: workers, ControlSocket: sock, UDP: true, Extra: "log_level = \"warn\"\n"})
+	extra := "log_level = \"warn\"\n"
+	if t := strings.Split(b.o.Timeouts, ","); len(t) == 3 {
+		extra += fmt.Sprintf("\n[timeouts]\ntcp = %s\ntcpfin = %s\nudp = %s\n", t[0], t[1], t[2])
+	}
+	cfg := b.l.DirectorConfig(lab.DirectorOptions{Workers: workers, ControlSocket: sock, UDP: true, Extra: extra})
 	cfg = strings.ReplaceAll(cfg, `method = "nat"`, fmt.Sprintf("method = %q", method))
 	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d.toml", method, workers))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

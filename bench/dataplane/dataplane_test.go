@@ -90,7 +90,7 @@ func TestBuildFrames(t *testing.T) {
 }
 
 func TestMainBadArgs(t *testing.T) {
-	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}} {
+	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}, {"--timeouts", "900,120"}} {
 		var out, errb bytes.Buffer
 		if code := Main(args, &out, &errb); code != 2 {
 			t.Errorf("Main(%q) = %d, want 2 (stderr %q)", args, code, errb.String())
