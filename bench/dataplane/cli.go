@@ -49,6 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.TCPConns, "tcp-conns", def.TCPConns, "wrk connections")
 	fs.BoolVar(&o.NoTCP, "no-tcp", false, "skip the TCP (wrk) measurements")
 	fs.StringVar(&o.Timeouts, "timeouts", "", "ulvsd's timeouts as ipvsadm --set takes them: `TCP,TCPFIN,UDP` seconds (default: ulvsd's)")
+	fs.BoolVar(&o.IngressDrop, "ingress-drop", false, "while ulvsd runs, drop VIP traffic at the director's netdev ingress (after ulvsd's rings saw it) so the kernel's IP layer skips it")
 	fs.BoolVar(&o.NoPPS, "no-pps", false, "skip the UDP packet-rate measurements (and the scaling)")
 	fs.BoolVar(&o.NoScaling, "no-scaling", false, "skip the 1 -> 2 worker scaling")
 	fs.IntVar(&o.Nice, "nice", def.Nice, "nice value of the generator, ulvsd, HAProxy, nginx and wrk (-20..19)")

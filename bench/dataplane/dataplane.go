@@ -50,11 +50,16 @@ type Options struct {
 	TCPConns    int           `json:"tcp_conns"`    // wrk connections (default 64)
 	// Timeouts, when set, is ulvsd's [timeouts] as ipvsadm --set takes
 	// them: "TCP,TCPFIN,UDP" in seconds ("" keeps ulvsd's defaults).
-	Timeouts  string `json:"timeouts,omitempty"`
-	NoTCP     bool   `json:"no_tcp"`
-	NoPPS     bool   `json:"no_pps"`
-	NoScaling bool   `json:"no_scaling"`
-	Profile   string `json:"profile,omitempty"` // perf record output during ulvsd NAT
+	Timeouts string `json:"timeouts,omitempty"`
+	// IngressDrop adds, while ulvsd runs, an nftables netdev ingress rule
+	// on the director's public interface that drops VIP traffic after
+	// ulvsd's AF_PACKET rings have seen it, so the kernel's IP layer
+	// never processes it (forwarder/engine documents this set-up).
+	IngressDrop bool   `json:"ingress_drop,omitempty"`
+	NoTCP       bool   `json:"no_tcp"`
+	NoPPS       bool   `json:"no_pps"`
+	NoScaling   bool   `json:"no_scaling"`
+	Profile     string `json:"profile,omitempty"` // perf record output during ulvsd NAT
 	// Nice is the nice value of every process and thread the run starts
 	// (generator, ulvsd, HAProxy, nginx, wrk), so that a shared machine's
 	// other load disturbs them less; the kernel's softirq work is not

@@ -580,6 +580,19 @@ func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, p
 		return Row{Name: name}, err
 	}
 	defer pr.Stop(3 * time.Second)
+	if b.o.IngressDrop {
+		ifc := b.host("dir1").Ifaces[0].Name
+		if err := b.nft(ctx, "dir1", fmt.Sprintf(`table netdev dpbvip {
+  chain in {
+    type filter hook ingress device %q priority 0; policy accept;
+    ip daddr %s drop
+  }
+}
+`, ifc, b.vip)); err != nil {
+			return Row{Name: name}, err
+		}
+		defer b.sh(context.WithoutCancel(ctx), "dir1", "nft", "delete", "table", "netdev", "dpbvip")
+	}
 	var stopProf func() error
 	if profile {
 		stopProf, err = b.startProfile(ctx, pr.PID)
