@@ -183,11 +183,11 @@ func PrintTable(w io.Writer, r *Report) {
 		tw.Flush()
 	}
 	if len(r.Scaling) > 0 {
-		fmt.Fprintln(w, "\nulvsd NAT scaling (unpinned; ns/packet of all CPUs, generator included)")
+		fmt.Fprintln(w, "\nulvsd NAT scaling (unpinned, no RPS; ns/packet of all CPUs, generator included)")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "workers\tpps\tns/packet (all CPUs)\tbackground busy\t")
+		fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT (unpinned)\tns/packet (all CPUs)\tbackground busy\t")
 		for _, x := range r.Scaling {
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.NsPerPkt, 100*x.Background)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt, 100*x.Background)
 		}
 		tw.Flush()
 	}

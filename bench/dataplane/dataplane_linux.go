@@ -466,12 +466,31 @@ func (b *bench) measurePPS(ctx context.Context, rep *Report) error {
 	// Scaling: one and two workers, nothing pinned (two workers need both
 	// CPUs), so the ns/packet is of every CPU, the generator's included.
 	if runtime.NumCPU() >= 2 && !b.o.NoScaling {
-		fmt.Fprintln(b.log, "ulvsd NAT scaling, generator and ulvsd unpinned, no RPS (CPU time of all CPUs):")
+		fmt.Fprintln(b.log, "unpinned, no RPS (CPU time of all CPUs): nftables DNAT, then ulvsd NAT with 1 and 2 workers")
 		if err := b.rps(ctx, false); err != nil {
 			return err
 		}
 		saved := b.gcpu
 		b.gcpu = -1
+		// The kernel's DNAT in the same placement, for the ratio.
+		if err := b.forwarding(ctx, true); err != nil {
+			return err
+		}
+		if err := b.nft(ctx, "dir1", b.dnatRules()); err != nil {
+			return err
+		}
+		r, err := b.row(ctx, "nftables DNAT, unpinned", "unpinned", b.frame.vip, b.rsCount, nil)
+		if err != nil {
+			return err
+		}
+		r.Placement = "unpinned"
+		rep.Scaling = append(rep.Scaling, r)
+		if _, err := b.sh(ctx, "dir1", "nft", "delete", "table", "ip", "dpbnat"); err != nil {
+			return err
+		}
+		if err := b.forwarding(ctx, false); err != nil {
+			return err
+		}
 		for _, w := range []int{1, 2} {
 			r, err := b.ulvsdRow(ctx, "nat", w, -1, false)
 			if err != nil {
@@ -482,6 +501,11 @@ func (b *bench) measurePPS(ctx context.Context, rep *Report) error {
 			rep.Scaling = append(rep.Scaling, r)
 		}
 		b.gcpu = saved
+		for i := range rep.Scaling {
+			if nft := rep.Scaling[0].PPS; nft > 0 {
+				rep.Scaling[i].RatioNFT = rep.Scaling[i].PPS / nft
+			}
+		}
 		if err := b.rps(ctx, true); err != nil {
 			return err
 		}
