@@ -19,6 +19,8 @@ declare -A need=(
   [socat]=socat          # UDP clients and servers in end-to-end tests
   [keepalived]=keepalived # failover comparisons (issue 7)
   [chromium]=chromium    # the browser test of the web monitor (issue 8)
+  [haproxy]=haproxy      # ulvsbench dataplane: HAProxy mode tcp comparison
+  [taskset]=util-linux   # ulvsbench dataplane: pins ulvsd and HAProxy
 )
 
 missing=()
