@@ -127,13 +127,15 @@ func (d *daemon) openTUN(cfg *config.Config, names []string) error {
 	}
 	// Packets ulvs writes have foreign sources (clients, the VIP) or, for
 	// TUN real servers, the director's own address as the outer source:
-	// loose reverse-path filtering and accept_local on the device.
-	for k, v := range map[string]string{"rp_filter": "2", "accept_local": "1"} {
+	// no reverse-path filtering and accept_local on the device. The
+	// kernel uses the larger of conf.all and conf.ulvs0 for rp_filter.
+	for k, v := range map[string]string{"rp_filter": "0", "accept_local": "1"} {
 		p := "/proc/sys/net/ipv4/conf/" + tunDevice + "/" + k
 		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
 			return fail(err)
 		}
 	}
+	warnRPFilter(cfg, ts.log)
 	ts.removeStaleRules()
 	d.eng, d.tun = eng, ts
 	return nil
@@ -150,6 +152,27 @@ func (ts *tunSetup) removeStaleRules() {
 		for i := range rules {
 			if err := netlink.RuleDel(&rules[i]); err != nil {
 				ts.log.Warn().Err(err).Msg("removing a stale policy rule")
+			}
+		}
+	}
+}
+
+// warnRPFilter: the IP-in-IP packets for TUN-method real servers leave
+// ulvs with the director's own address as their source; the kernel drops
+// them on a device without addresses unless reverse-path filtering is off
+// (net.ipv4.conf.all.rp_filter = 0; ulvsd sets ulvs0's own to 0).
+func warnRPFilter(cfg *config.Config, log zerolog.Logger) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/rp_filter")
+	if err != nil || strings.TrimSpace(string(b)) == "0" {
+		return
+	}
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			if rs.Method == config.TUN && rs.Address.Addr().Is4() {
+				log.Warn().Str("rp_filter", strings.TrimSpace(string(b))).Stringer("real_server", rs.Address).
+					Msg("net.ipv4.conf.all.rp_filter is not 0: the kernel drops the IP-in-IP packets ulvs writes into " +
+						tunDevice + " for TUN-method real servers; set it to 0")
+				return
 			}
 		}
 	}

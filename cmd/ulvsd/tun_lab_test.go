@@ -31,18 +31,37 @@ func TestTUNConfigRefusesDR(t *testing.T) {
 // TestTUNEngineNAT is the L3 deployment: ulvsd with engine = "tun" on the
 // NAT lab's director, the client routing the VIP via the director's public
 // address (it does not ARP for it), two real servers behind, rr.
-func TestTUNEngineNAT(t *testing.T) {
+func TestTUNEngineNAT(t *testing.T) { testTUNEngine(t, lab.NAT, false) }
+
+// TestTUNEngineNAT6 is TestTUNEngineNAT over IPv6 (the lab has both
+// families; requests go to the IPv6 VIP).
+func TestTUNEngineNAT6(t *testing.T) { testTUNEngine(t, lab.NAT, true) }
+
+// TestTUNEngineTunnel is the same deployment with TUN-method (IP-in-IP)
+// real servers: ulvs writes the encapsulated packets into the device and
+// the kernel forwards them; the real servers answer the client directly.
+func TestTUNEngineTunnel(t *testing.T) { testTUNEngine(t, lab.TUN, false) }
+
+func testTUNEngine(t *testing.T, mode lab.Mode, v6 bool) {
 	labtest.RequireRoot(t)
-	l := labtest.New(t, lab.Spec{Mode: lab.NAT, Servers: 2})
+	l := labtest.New(t, lab.Spec{Mode: mode, Servers: 2, IPv6: v6})
 	p := &l.Plan
 	dir1, _ := p.Host("dir1")
 	var pubAddr netip.Addr
 	for _, ifc := range dir1.Ifaces {
 		if ifc.Net == "public" {
 			pubAddr = ifc.Addr4.Addr()
+			if v6 {
+				pubAddr = ifc.Addr6.Addr()
+			}
 		}
 	}
-	vip := p.VIP4
+	vip, fam, host := p.VIP4, "-4", "/32"
+	rsAddr := func(h *lab.Host) netip.Addr { return h.Addr4() }
+	if v6 {
+		vip, fam, host = p.VIP6, "-6", "/128"
+		rsAddr = func(h *lab.Host) netip.Addr { return h.Addr6() }
+	}
 	ip := func(host string, args ...string) string {
 		t.Helper()
 		out, err := l.Exec(context.Background(), host, append([]string{"ip"}, args...)...).CombinedOutput()
@@ -51,7 +70,7 @@ func TestTUNEngineNAT(t *testing.T) {
 		}
 		return string(out)
 	}
-	ip("client1", "route", "add", vip.String()+"/32", "via", pubAddr.String())
+	ip("client1", fam, "route", "add", vip.String()+host, "via", pubAddr.String())
 
 	tmp := t.TempDir()
 	sock := filepath.Join(tmp, "ulvsd.sock")
@@ -78,6 +97,11 @@ func TestTUNEngineNAT(t *testing.T) {
 	if err := l.Sysctl("dir1", "net.ipv4.ip_forward", "1"); err != nil {
 		t.Fatal(err)
 	}
+	if v6 {
+		if err := l.Sysctl("dir1", "net.ipv6.conf.all.forwarding", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ulvsd := startULVSD(t, l, "dir1", cfgPath)
 
 	http := l.HTTPClient("client1", 2*time.Second)
@@ -103,13 +127,16 @@ func TestTUNEngineNAT(t *testing.T) {
 	}
 
 	// The kernel state ulvsd installed.
-	if r := ip("dir1", "route", "show", vip.String()+"/32"); !strings.Contains(r, "dev "+tunDevice) {
+	if r := ip("dir1", fam, "route", "show", vip.String()+host); !strings.Contains(r, "dev "+tunDevice) {
 		t.Errorf("dir1: route to the VIP = %q, want dev %s", r, tunDevice)
 	}
-	rules := ip("dir1", "-4", "rule", "show")
+	rules := ip("dir1", fam, "rule", "show")
 	for _, h := range p.RealServers() {
-		if !strings.Contains(rules, "from "+h.Addr4().String()+" iif ") {
-			t.Errorf("dir1: no policy rule for the NAT real server %s:\n%s", h.Addr4(), rules)
+		if mode != lab.NAT {
+			break
+		}
+		if !strings.Contains(rules, "from "+rsAddr(h).String()+" iif ") {
+			t.Errorf("dir1: no policy rule for the NAT real server %s:\n%s", rsAddr(h), rules)
 		}
 	}
 
@@ -137,10 +164,10 @@ func TestTUNEngineNAT(t *testing.T) {
 		out, _ := ulvsd.Output()
 		t.Logf("ulvsd stop: %v; log:\n%s", err, out)
 	}
-	if r := ip("dir1", "route", "show", vip.String()+"/32"); strings.TrimSpace(r) != "" {
+	if r := ip("dir1", fam, "route", "show", vip.String()+host); strings.TrimSpace(r) != "" {
 		t.Errorf("dir1: route to the VIP left after ulvsd exited: %q", r)
 	}
-	if r := ip("dir1", "-4", "rule", "show"); strings.Contains(r, "lookup 30567") {
+	if r := ip("dir1", fam, "rule", "show"); strings.Contains(r, "lookup 30567") {
 		t.Errorf("dir1: policy rules left after ulvsd exited:\n%s", r)
 	}
 	if r := ip("dir1", "link", "show"); strings.Contains(r, tunDevice) {
