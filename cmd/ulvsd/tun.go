@@ -103,6 +103,12 @@ func (d *daemon) openTUN(cfg *config.Config, names []string) error {
 	if err := checkTUNConfig(cfg); err != nil {
 		return err
 	}
+	// Attaching to an existing device would share its traffic with
+	// whoever holds it (another ulvsd in this network namespace).
+	if _, err := netlink.LinkByName(tunDevice); err == nil {
+		return fmt.Errorf("%w: the device %s already exists (another ulvsd running in this network namespace?); remove it (ip link del %s)",
+			ErrTUNSetup, tunDevice, tunDevice)
+	}
 	eng, err := engine.OpenTUN(engine.TUNConfig{Name: tunDevice, Workers: cfg.Director.Workers})
 	if err != nil {
 		return fmt.Errorf("opening the TUN engine on %s: %w", tunDevice, err)

@@ -140,6 +140,21 @@ func testTUNEngine(t *testing.T, mode lab.Mode, v6 bool) {
 		}
 	}
 
+	// A second ulvsd in the same namespace must not attach to ulvs0.
+	cfg2 := filepath.Join(tmp, "second.toml")
+	if err := os.WriteFile(cfg2, []byte(strings.Replace(cfgText, sock, filepath.Join(tmp, "second.sock"), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := startULVSD(t, l, "dir1", cfg2)
+	select {
+	case <-second.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("a second ulvsd with engine = \"tun\" in the same namespace did not exit")
+	}
+	if out, _ := second.Output(); !strings.Contains(string(out), tunDevice+" already exists") {
+		t.Fatalf("the second ulvsd's refusal does not say %s exists:\n%s", tunDevice, out)
+	}
+
 	// rr over two real servers, one connection per request: each answers
 	// half. The connection to the VIP completing shows the replies came
 	// back from the VIP (rewritten by ulvs, not forwarded by the kernel).
