@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ulvs/ulvs/config"
+	"github.com/ulvs/ulvs/control"
 	"github.com/ulvs/ulvs/lab"
 	"github.com/ulvs/ulvs/lab/labtest"
 )
@@ -171,6 +172,33 @@ func testTUNEngine(t *testing.T, mode lab.Mode, v6 bool) {
 	for _, h := range p.RealServers() {
 		if count[h.Name] != n/2 {
 			t.Errorf("real server %s answered %d of %d requests (rr over 2: want %d); all: %v", h.Name, count[h.Name], n, n/2, count)
+		}
+	}
+
+	// Table changes: the routes and rules follow (IPv4 NAT only, so that
+	// the other variants check the clean-up at exit with everything in).
+	if mode == lab.NAT && !v6 {
+		cli := control.NewClient(sock)
+		rs := p.RealServers()
+		svc := netip.AddrPortFrom(vip, uint16(p.HTTPPort)).String()
+		if err := cli.Command([]string{"ipvsadm", "-d", "-t", svc, "-r", netip.AddrPortFrom(rsAddr(rs[0]), uint16(p.HTTPPort)).String()}, nil); err != nil {
+			t.Fatal(err)
+		}
+		rules := ip("dir1", fam, "rule", "show")
+		if strings.Contains(rules, "from "+rsAddr(rs[0]).String()+" iif ") || !strings.Contains(rules, "from "+rsAddr(rs[1]).String()+" iif ") {
+			t.Errorf("dir1: after removing %s, want its rule gone and %s's kept:\n%s", rs[0].Name, rs[1].Name, rules)
+		}
+		if err := cli.Command([]string{"ipvsadm", "-D", "-t", svc}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if r := ip("dir1", fam, "route", "show", vip.String()+host); strings.TrimSpace(r) != "" {
+			t.Errorf("dir1: route to the VIP left after its service was deleted: %q", r)
+		}
+		if r := ip("dir1", fam, "rule", "show"); strings.Contains(r, "lookup 30567") {
+			t.Errorf("dir1: policy rules left after the service was deleted:\n%s", r)
+		}
+		if _, err := get(); err == nil {
+			t.Error("the VIP still answers after its service was deleted")
 		}
 	}
 
