@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -37,6 +36,7 @@ type daemon struct {
 	sock   net.Listener
 	sd     *syncDaemons // issue 7: sync daemons (cmd/ulvsd/failover.go)
 	fo     *failoverRun // issue 7: [failover], nil when absent
+	tun    *tunSetup    // issue 4: engine = "tun" (cmd/ulvsd/tun.go), nil otherwise
 
 	filterMu sync.Mutex
 }
@@ -52,11 +52,15 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		return nil, err
 	}
 	d.ifaces = ifaces
-	checkKernelForwarding(log)
+	if cfg.Director.Engine != config.EngineTUN { // issue 4: the TUN engine needs forwarding on
+		checkKernelForwarding(log)
+	}
 
 	switch cfg.Director.Engine {
-	case config.EngineTUN:
-		return nil, errors.New("director.engine = \"tun\": the TUN engine is not available in this build yet; use \"afpacket\"")
+	case config.EngineTUN: // issue 4 (cmd/ulvsd/tun.go)
+		if err := d.openTUN(cfg, names); err != nil {
+			return nil, err
+		}
 	default:
 		acfg := engine.AFPacketConfig{Public: names[0], Workers: cfg.Director.Workers}
 		if len(names) > 1 {
@@ -70,15 +74,19 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		}
 		d.eng = eng
 	}
-	raw, err := openRaw(ifaces)
-	if err != nil {
-		d.eng.Close()
-		return nil, err
+	var raw forwarder.RawSender // issue 4: the TUN engine (L3) sends no ARP
+	if d.tun == nil {
+		r, err := openRaw(ifaces)
+		if err != nil {
+			d.eng.Close()
+			return nil, err
+		}
+		d.raw, raw = r, r
 	}
-	d.raw = raw
 
 	dir, err := forwarder.New(forwarder.Config{
 		Ifaces:   ifaces,
+		L3:       d.tun != nil, // issue 4
 		MaxConns: cfg.Director.MaxConnections,
 		Raw:      raw,
 		Log:      log,
@@ -94,7 +102,7 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 	}
 	d.est = control.NewEstimator()
 	d.ctl = control.New(&control.DirectorPlane{D: dir, Rates: d.est}, path, cfg.Director, log)
-	dir.OnChange(d.updateFilter)
+	dir.OnChange(func() { d.updateFilter(); d.tunChanged() }) // issue 4: tunChanged routes the VIPs into the TUN device
 	var hopts []healthcheck.Option
 	if n := cfg.Director.HealthMaxInFlight; n > 0 {
 		hopts = append(hopts, healthcheck.WithMaxInFlight(n))
@@ -146,6 +154,7 @@ func (d *daemon) close() {
 	if d.raw != nil {
 		d.raw.Close()
 	}
+	d.tun.teardown() // issue 4: routes and rules of the TUN engine (nil-safe)
 	if d.eng != nil {
 		d.eng.Close()
 	}
@@ -266,6 +275,9 @@ func (d *daemon) updateFilter() {
 // announce sends gratuitous ARP (unsolicited NA for IPv6) for every VIP on
 // the public interface, so that neighbours learn at once who owns them.
 func (d *daemon) announce() {
+	if d.raw == nil { // issue 4: the TUN engine (L3) owns no address on L2
+		return
+	}
 	var buf [128]byte
 	ifc := &d.ifaces[0]
 	for _, v := range d.dir.VIPs() {
