@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/ulvs/ulvs/lab/labtest"
@@ -42,7 +41,7 @@ func runMain(m *testing.M) int {
 func buildBinaries(dir string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command is not in $PATH: %w", err)
 	}
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", dir+string(filepath.Separator),
 		"github.com/ulvs/ulvs/cmd/ulvsd", "github.com/ulvs/ulvs/cmd/ulvsadm", "github.com/ulvs/ulvs/cmd/ulvslab")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -288,5 +287,3 @@ func methodFlag(m string) (string, bool) {
 	}
 	return "", false
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
