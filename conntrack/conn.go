@@ -476,18 +476,7 @@ func (t *Table) Connect(svc *Service, f *scheduler.Flow, tcpFlags uint8, now int
 		return Full
 	}
 	e := t.at(s, li)
-	e.caddr[0].Store(k.a0)
-	e.caddr[1].Store(k.a1)
-	e.vaddr[0].Store(k.b0)
-	e.vaddr[1].Store(k.b1)
-	d0, d1 := addrWords(&ds.addr)
-	e.daddr[0].Store(d0)
-	e.daddr[1].Store(d1)
-	pw := k.pw | uint64(dport)<<32
-	if ds.v6 {
-		pw |= afDest6
-	}
-	e.ports.Store(pw)
+	e.setAddrs(&k, &ds.addr, dport, ds.v6)
 	e.info.Store(mkInfo(did, sflags))
 	e.control.Store(tmpl)
 	e.nctl.Store(0)
@@ -596,18 +585,7 @@ func (t *Table) persist(svc *Service, f *scheduler.Flow, now int64, nowT uint32,
 	}
 	method := Method(ds.method.Load())
 	e := t.at(s, li)
-	e.caddr[0].Store(k.a0)
-	e.caddr[1].Store(k.a1)
-	e.vaddr[0].Store(k.b0)
-	e.vaddr[1].Store(k.b1)
-	d0, d1 := addrWords(&ds.addr)
-	e.daddr[0].Store(d0)
-	e.daddr[1].Store(d1)
-	pw := k.pw | uint64(dport)<<32
-	if ds.v6 {
-		pw |= afDest6
-	}
-	e.ports.Store(pw)
+	e.setAddrs(&k, &ds.addr, dport, ds.v6)
 	e.info.Store(mkInfo(id, uint32(method)|FlagTemplate))
 	e.control.Store(0)
 	e.nctl.Store(1)

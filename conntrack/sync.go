@@ -158,18 +158,7 @@ func (t *Table) SyncConn(se *SyncEntry, dest DestID, now int64) SyncResult {
 		return SyncFull
 	}
 	e := t.at(s, li)
-	e.caddr[0].Store(k.a0)
-	e.caddr[1].Store(k.a1)
-	e.vaddr[0].Store(k.b0)
-	e.vaddr[1].Store(k.b1)
-	d0, d1 := addrWords(&se.DAddr)
-	e.daddr[0].Store(d0)
-	e.daddr[1].Store(d1)
-	pw := k.pw | uint64(se.DPort)<<32
-	if ds.v6 {
-		pw |= afDest6
-	}
-	e.ports.Store(pw)
+	e.setAddrs(&k, &se.DAddr, se.DPort, ds.v6)
 	e.info.Store(mkInfo(dest, uint32(method)|FlagSync))
 	e.control.Store(0)
 	e.nctl.Store(0)
@@ -267,18 +256,7 @@ func (t *Table) syncTemplate(se *SyncEntry, dest DestID, now int64) SyncResult {
 		return SyncFull
 	}
 	e := t.at(s, li)
-	e.caddr[0].Store(k.a0)
-	e.caddr[1].Store(k.a1)
-	e.vaddr[0].Store(k.b0)
-	e.vaddr[1].Store(k.b1)
-	d0, d1 := addrWords(&se.DAddr)
-	e.daddr[0].Store(d0)
-	e.daddr[1].Store(d1)
-	pw := k.pw | uint64(se.DPort)<<32
-	if ds.v6 {
-		pw |= afDest6
-	}
-	e.ports.Store(pw)
+	e.setAddrs(&k, &se.DAddr, se.DPort, ds.v6)
 	e.info.Store(mkInfo(dest, uint32(method)|FlagTemplate|FlagSync))
 	e.control.Store(0)
 	e.nctl.Store(0)

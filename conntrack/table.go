@@ -302,6 +302,25 @@ func (t *Table) at(s *shard, li uint32) entry {
 	return entry{&c.hot[i], &c.cold[i]}
 }
 
+// setAddrs stores a new entry's addresses and ports: the client and virtual
+// sides from its inbound key k, and the real server's address and port
+// (dest6: the real server is IPv6, which may differ from the client side
+// with tunnels).
+func (e entry) setAddrs(k *lkey, daddr *[16]byte, dport uint16, dest6 bool) {
+	e.caddr[0].Store(k.a0)
+	e.caddr[1].Store(k.a1)
+	e.vaddr[0].Store(k.b0)
+	e.vaddr[1].Store(k.b1)
+	d0, d1 := addrWords(daddr)
+	e.daddr[0].Store(d0)
+	e.daddr[1].Store(d1)
+	pw := k.pw | uint64(dport)<<32
+	if dest6 {
+		pw |= afDest6
+	}
+	e.ports.Store(pw)
+}
+
 // entryG returns the entry of a global index.
 func (t *Table) entryG(g uint32) entry {
 	si, li := t.split(g)
