@@ -66,7 +66,7 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		if len(names) > 1 {
 			acfg.Private = names[1]
 		}
-		spec := d.filterSpec(cfg)
+		spec := d.baseFilter()
 		acfg.Filter = &spec
 		eng, err := engine.OpenAFPacket(acfg)
 		if err != nil {
@@ -223,21 +223,11 @@ func (d *daemon) refreshRoutes() error {
 	return nil
 }
 
-// filterSpec is the kernel filter for a table: ARP and NDP, traffic to the
-// VIPs and from the NAT real servers, ICMP errors to the director.
-func (d *daemon) filterSpec(cfg *config.Config) engine.FilterSpec {
+// baseFilter is the kernel filter before any service: ARP and NDP, and
+// ICMP errors to the director's own addresses. updateFilter adds the VIPs
+// and the NAT real servers as soon as the first table is applied.
+func (d *daemon) baseFilter() engine.FilterSpec {
 	spec := engine.FilterSpec{ARP: true, NDP: true}
-	seen := map[netip.Addr]bool{}
-	for _, vs := range cfg.VirtualServers {
-		port := vs.Address.Port()
-		spec.VIPs = append(spec.VIPs, engine.VIP{Addr: vs.Address.Addr(), Protocol: uint8(vs.Protocol), Port: port})
-		for _, rs := range vs.RealServers {
-			if rs.Method == config.NAT && !seen[rs.Address.Addr()] {
-				seen[rs.Address.Addr()] = true
-				spec.RealServers = append(spec.RealServers, rs.Address.Addr())
-			}
-		}
-	}
 	for _, ifc := range d.ifaces {
 		for _, p := range ifc.Addrs {
 			spec.DirectorAddrs = append(spec.DirectorAddrs, p.Addr())
@@ -253,17 +243,12 @@ func (d *daemon) updateFilter() {
 	if !ok || d.ctl == nil {
 		return
 	}
-	spec := engine.FilterSpec{ARP: true, NDP: true}
+	spec := d.baseFilter()
 	for _, v := range d.dir.ServiceKeys() {
 		spec.VIPs = append(spec.VIPs, engine.VIP{Addr: v.Addr, Protocol: v.Proto, Port: v.Port})
 	}
 	for _, a := range d.dir.NATDests() {
 		spec.RealServers = append(spec.RealServers, netip.AddrFrom16(a).Unmap())
-	}
-	for _, ifc := range d.ifaces {
-		for _, p := range ifc.Addrs {
-			spec.DirectorAddrs = append(spec.DirectorAddrs, p.Addr())
-		}
 	}
 	d.filterMu.Lock()
 	defer d.filterMu.Unlock()
