@@ -100,22 +100,27 @@ func netnsInode(path string) (uint64, error) {
 // whole life, whichever goroutine uses them later. /proc/sys/net opened by fn
 // shows that namespace's sysctls.
 func DoInNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- RunInNetns(path, fn) }()
+	return <-errc
+}
+
+// RunInNetns is DoInNetns on the calling goroutine: its OS thread enters the
+// namespace at path for fn and returns to its own namespace afterwards.
+// Tests use it so that fn may call t.Fatal (the thread is then discarded
+// with the goroutine, still locked).
+func RunInNetns(path string, fn func() error) error {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer ns.Close()
-
-	errc := make(chan error, 1)
-	go func() {
-		errc <- onThreadInOwnNetns(func() error {
-			if err := unix.Setns(int(ns), unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("setns %s: %w", path, err)
-			}
-			return fn()
-		})
-	}()
-	return <-errc
+	return onThreadInOwnNetns(func() error {
+		if err := unix.Setns(int(ns), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("setns %s: %w", path, err)
+		}
+		return fn()
+	})
 }
 
 // onThreadInOwnNetns runs fn on a locked OS thread and then moves the thread

@@ -9,14 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/ulvs/ulvs/lab"
 )
 
 func needRoot(t *testing.T) {
@@ -40,23 +39,9 @@ func ipcmd(t *testing.T, args ...string) {
 // name; sockets fn opens stay in that namespace.
 func inNS(t *testing.T, name string, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	if err := lab.RunInNetns(lab.NetnsPath(name), func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	fn()
 }
 
 type atomicSink struct {
