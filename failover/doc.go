@@ -119,8 +119,12 @@
 // to spare the backup's socket buffer, then sends an authenticated
 // bulk-done message with the number of entries. When the runner knows how
 // many entries its sync receiver delivered (Config.SyncReceived), the copy
-// counts as complete only if at least that many arrived since the request;
-// otherwise the backup asks again a second later. Once complete, the backup
+// counts as complete only if at least that many arrived since the request.
+// The bulk-done message can overtake the copy's last datagrams while the
+// receiver works through its socket buffer, so a short count is not
+// failure yet: the backup waits while the count still grows, and asks again
+// only once it has stood still for 750 ms below the announced number
+// (datagrams were lost). Once complete, the backup
 // counts as synced and may preempt. Entries keep flowing as ordinary
 // incremental sync afterwards. Incremental sync and the copy share the
 // receiver, so the count is a check against lost datagrams, not an exact

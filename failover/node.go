@@ -111,6 +111,15 @@ type Node struct {
 	recvAtRequest    uint64    // SyncReceived() when the first pending request went out
 	requestPending   bool
 	syncDone         bool // to step EvSyncDone after the current actions
+	// A bulk-done message overtakes the last datagrams of its copy while
+	// the backup's sync receiver still works through its socket buffer:
+	// the node then waits for the count to reach the announced number
+	// while it still grows (settling), and asks again only once it stalls.
+	settling    bool
+	settleCount uint32    // entries the active announced
+	settleGot   uint64    // received at the last check
+	settleMoved time.Time // when the received count last grew
+	settleTimer *time.Timer
 	wg               sync.WaitGroup
 }
 
@@ -369,6 +378,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	n.settleTimer = time.NewTimer(time.Hour)
+	n.settleTimer.Stop()
+	defer n.settleTimer.Stop()
 	for {
 		if d := n.m.Deadline(); !d.IsZero() {
 			timer.Reset(time.Until(d))
@@ -394,11 +406,75 @@ func (n *Node) Run(ctx context.Context) error {
 			msg := n.m.SealBulkDone(time.Now(), uint32(b.n))
 			n.sendControl(b.net, b.to, msg)
 			n.log.Info().Stringer("to", b.to).Int("entries", b.n).Msg("failover: bulk sync sent")
+		case <-n.settleTimer.C:
+			n.settle(time.Now())
 		case <-timer.C:
 			drain()
 			n.step(Event{Kind: EvTick})
 		}
 	}
+}
+
+// settleCheck is how often a settling node looks at its receive counter;
+// settleStall is how long the count may stand still below the announced
+// number before the copy counts as incomplete (datagrams were lost).
+const (
+	settleCheck = 50 * time.Millisecond
+	settleStall = 750 * time.Millisecond
+)
+
+// checkBulk decides on a bulk-done message for count entries: complete,
+// or settling while the receiver catches up.
+func (n *Node) checkBulk(count uint32, now time.Time) {
+	if n.cfg.SyncReceived == nil {
+		n.bulkComplete(count)
+		n.syncDone = true
+		return
+	}
+	got := n.cfg.SyncReceived() - n.recvAtRequest
+	if got >= uint64(count) {
+		n.settling = false
+		n.bulkComplete(count)
+		n.syncDone = true
+		return
+	}
+	if !n.settling {
+		n.settling = true
+		n.settleGot, n.settleMoved = got, now
+		n.settleTimer.Reset(settleCheck)
+	}
+	// A later copy (the answer to a repeated request) announces its own
+	// count; the entries of both count towards it.
+	n.settleCount = count
+}
+
+// settle runs every settleCheck while a bulk copy is settling.
+func (n *Node) settle(now time.Time) {
+	if !n.settling {
+		return
+	}
+	got := n.cfg.SyncReceived() - n.recvAtRequest
+	switch {
+	case got >= uint64(n.settleCount):
+		n.settling = false
+		n.bulkComplete(n.settleCount)
+		n.step(Event{Kind: EvSyncDone})
+		return
+	case got > n.settleGot:
+		n.settleGot, n.settleMoved = got, now
+	case now.Sub(n.settleMoved) >= settleStall:
+		n.settling = false
+		n.requestPending = false
+		n.log.Warn().Uint64("received", got).Uint32("sent", n.settleCount).Msg("failover: bulk copy incomplete; asking again")
+		return
+	}
+	n.settleTimer.Reset(settleCheck)
+}
+
+// bulkComplete ends a pending request; the caller steps EvSyncDone.
+func (n *Node) bulkComplete(count uint32) {
+	n.requestPending = false
+	n.log.Info().Uint32("entries", count).Msg("failover: bulk copy complete")
 }
 
 // step runs the machine on ev at ev's receive time (or now), keeping the
@@ -535,23 +611,16 @@ func (n *Node) apply(acts []Action) {
 				n.sendControl(i, nw.Peer, a.Data)
 			}
 		case ActSyncRequest:
+			if n.settling {
+				continue // the last copy is still arriving
+			}
 			if !n.requestPending && n.cfg.SyncReceived != nil {
 				n.recvAtRequest = n.cfg.SyncReceived()
 			}
 			n.requestPending = true
 			n.sendControl(a.Net, a.From, a.Data)
 		case ActBulkDone:
-			if n.cfg.SyncReceived != nil {
-				got := n.cfg.SyncReceived() - n.recvAtRequest
-				if got < uint64(a.Count) {
-					n.log.Warn().Uint64("received", got).Uint32("sent", a.Count).Msg("failover: bulk copy incomplete; asking again")
-					n.requestPending = false
-					continue
-				}
-			}
-			n.requestPending = false
-			n.syncDone = true
-			n.log.Info().Uint32("entries", a.Count).Msg("failover: bulk copy complete")
+			n.checkBulk(a.Count, n.last)
 		case ActStartBulk:
 			if n.bulk == nil {
 				n.log.Warn().Stringer("from", a.From).Msg("failover: sync requested but sync is off here")

@@ -315,4 +315,46 @@ func TestNodeBulkSyncGatesFailback(t *testing.T) {
 	eventually(t, "A active, B backup", func() bool { return a.State() == StateMaster && b.State() == StateBackup })
 }
 
+// The bulk-done message overtakes the copy's last datagrams while the
+// backup's receiver still works through its socket buffer (seen under
+// -race on a loaded machine): the backup must wait for the count to
+// arrive, not ask again for ever.
+func TestNodeBulkSyncWaitsForSlowReceiver(t *testing.T) {
+	hubs := []*fakeHub{newHub(), newHub()}
+	var (
+		bulks    atomic.Int64
+		received atomic.Uint64 // A's sync receiver counter
+	)
+	const entries = 40
+	tctx := t.Context()
+	bulk := func(_ context.Context, to netip.Addr) (int, error) {
+		bulks.Add(1)
+		go func() {
+			// The receiver delivers the entries over 1 s, after the
+			// bulk-done message went out, slower than settleStall per
+			// whole copy but never standing still that long.
+			for i := 0; i < entries; i++ {
+				select {
+				case <-time.After(25 * time.Millisecond):
+					received.Add(1)
+				case <-tctx.Done():
+					return
+				}
+			}
+		}()
+		return entries, nil
+	}
+	b := startFakeNode(t, hubs, 2, 100, func(c *Config) { c.SyncInterface = "n0" }, bulk)
+	eventually(t, "B active alone", func() bool { return b.State() == StateMaster })
+	a := startFakeNode(t, hubs, 1, 150, func(c *Config) { c.RequireSync = true; c.SyncReceived = received.Load }, nil)
+	eventually(t, "A synced or active", func() bool { return a.Synced() || a.State() == StateMaster })
+	if n := bulks.Load(); n != 1 {
+		t.Fatalf("%d bulk copies before A counted one complete, want 1", n)
+	}
+	if got := received.Load(); got < entries {
+		t.Fatalf("A counted its copy complete after %d of %d entries", got, entries)
+	}
+	eventually(t, "A active, B backup", func() bool { return a.State() == StateMaster && b.State() == StateBackup })
+}
+
 var testLogLevel = zerolog.InfoLevel
