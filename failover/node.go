@@ -120,7 +120,7 @@ type Node struct {
 	settleGot   uint64    // received at the last check
 	settleMoved time.Time // when the received count last grew
 	settleTimer *time.Timer
-	wg               sync.WaitGroup
+	wg          sync.WaitGroup
 }
 
 // AdvertConn is one heartbeat network's VRRP socket (*vrrp.Conn).
