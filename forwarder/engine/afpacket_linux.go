@@ -263,6 +263,12 @@ func (e *AFPacket) openRing(ifi *net.Interface, iface Iface, worker int, filter 
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
+	if c.Workers == 1 && !c.FanoutDefrag {
+		// One ring per interface: no fanout group, whose flow hash (a full
+		// flow dissection and SipHash per frame, about a sixth of the
+		// kernel's receive cost here) would choose among one worker.
+		return r, nil
+	}
 	// In a fanout group the group's hook, not the socket's, decides about
 	// outgoing frames: PACKET_IGNORE_OUTGOING alone does not apply.
 	mode := unix.PACKET_FANOUT_HASH | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
@@ -359,7 +365,8 @@ func (e *AFPacket) Interface(i Iface) *net.Interface {
 	return e.ifis[i]
 }
 
-// FanoutGroups returns the PACKET_FANOUT group id of each interface (0 for
+// FanoutGroups returns the PACKET_FANOUT group id of each interface (0
+// with one worker, which needs no fanout group; 0 for
 // an interface not configured).
 func (e *AFPacket) FanoutGroups() (public, private uint16) {
 	return e.fanout[Public], e.fanout[Private]
