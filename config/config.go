@@ -180,7 +180,20 @@ type Director struct {
 	// HealthMaxInFlight bounds the health-check probes running at once;
 	// 0 = healthcheck's default (256).
 	HealthMaxInFlight int
+	// RxRing is the AF_PACKET receive ring: RxRingV3 (default; frames
+	// handed over in blocks, at most 1 ms late at low rates) or RxRingV2
+	// (one slot per frame, no added latency, more CPU per frame).
+	RxRing RxRing
 }
+
+// RxRing is the kind of AF_PACKET receive ring.
+type RxRing string
+
+// Receive rings.
+const (
+	RxRingV3 RxRing = "v3"
+	RxRingV2 RxRing = "v2"
+)
 
 // Default director settings.
 const (
@@ -434,6 +447,7 @@ func New() *Config {
 	return &Config{
 		Director: Director{
 			Engine:         EngineAFPacket,
+			RxRing:         RxRingV3,
 			ControlSocket:  DefaultControlSocket,
 			MaxConnections: DefaultMaxConnections,
 			LogLevel:       DefaultLogLevel,

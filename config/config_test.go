@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestLoadExample(t *testing.T) {
 	c := mustLoad(t, "testdata/example.toml")
 	want := &Config{
 		Director: Director{PublicInterface: "eth0", PrivateInterface: "eth1", Engine: EngineAFPacket,
-			ControlSocket: "/run/ulvs/ulvsd.sock", MaxConnections: DefaultMaxConnections, LogLevel: "info", ConnTableBits: 12},
+			ControlSocket: "/run/ulvs/ulvsd.sock", MaxConnections: DefaultMaxConnections, LogLevel: "info", ConnTableBits: 12, RxRing: RxRingV3},
 		Timeouts:  Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		Conntrack: Conntrack{ConnReuseMode: 1},
 		VirtualServers: []VirtualServer{
@@ -125,6 +126,7 @@ func TestBadFiles(t *testing.T) {
 		{"weight type", rs + "  weight = \"3\"\n", []string{"bad.toml:9: virtual_server[0].real_server[0].weight: want an integer, not a string"}, ErrInvalid},
 		{"no public interface", "[director]\nengine = \"tun\"\n", []string{"bad.toml:1: director.public_interface: missing (the interface where clients' traffic arrives)"}, ErrInvalid},
 		{"engine", head + "engine = \"xdp\"\n", []string{`bad.toml:3: director.engine: "xdp" (want afpacket or tun)`}, ErrInvalid},
+		{"rx_ring", head + "rx_ring = \"v1\"\n", []string{`bad.toml:3: director.rx_ring: "v1" (want v3 or v2)`}, ErrInvalid},
 		{"workers", head + "workers = -1\n", []string{"bad.toml:3: director.workers: -1 out of range 0..1024"}, ErrInvalid},
 		{"socket", head + "control_socket = \"ulvs.sock\"\n", []string{`bad.toml:3: director.control_socket: "ulvs.sock" must be an absolute path`}, ErrInvalid},
 		{"log level", head + "log_level = \"loud\"\n", []string{`bad.toml:3: director.log_level: "loud" (want one of trace, debug, info, warn, error)`}, ErrInvalid},
@@ -313,5 +315,21 @@ func TestSchedFlags(t *testing.T) {
 	}
 	if _, name, err := ParseSchedFlags("mh", []string{"sh-port"}); err == nil || name != "sh-port" {
 		t.Errorf("sh-port with mh accepted")
+	}
+}
+
+func TestRxRing(t *testing.T) {
+	c, err := Parse([]byte("[director]\npublic_interface = \"eth0\"\nrx_ring = \"v2\"\n"), "ring.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Director.RxRing != RxRingV2 {
+		t.Fatalf("rx_ring = %q, want v2", c.Director.RxRing)
+	}
+	old := New()
+	old.Director.PublicInterface = "eth0"
+	ch := Diff(old, c)
+	if !slices.Contains(ch.Restart, "director.rx_ring") {
+		t.Fatalf("a changed rx_ring must need a restart: %+v", ch.Restart)
 	}
 }

@@ -24,6 +24,7 @@ func Marshal(c *Config) []byte {
 	kv(&b, "", "log_level", quote(d.LogLevel))
 	kv(&b, "", "conn_table_bits", fmt.Sprint(d.ConnTableBits))
 	kv(&b, "", "health_max_in_flight", fmt.Sprint(d.HealthMaxInFlight))
+	kv(&b, "", "rx_ring", quote(string(d.RxRing)))
 	b.WriteString("\n[timeouts]\n")
 	kv(&b, "", "tcp", durString(c.Timeouts.TCP))
 	kv(&b, "", "tcpfin", durString(c.Timeouts.TCPFin))

@@ -40,6 +40,7 @@ type rawDirector struct {
 	LogLevel          any `toml:"log_level"`
 	ConnTableBits     any `toml:"conn_table_bits"`
 	HealthMaxInFlight any `toml:"health_max_in_flight"`
+	RxRing            any `toml:"rx_ring"`
 }
 
 type rawTimeouts struct {
@@ -85,6 +86,7 @@ var schema = map[string]bool{
 	"director": true, "director.public_interface": true, "director.private_interface": true,
 	"director.engine": true, "director.workers": true, "director.control_socket": true,
 	"director.max_connections": true, "director.log_level": true, "director.conn_table_bits": true,
+	"director.rx_ring": true,
 	"timeouts": true, "timeouts.tcp": true, "timeouts.tcpfin": true, "timeouts.udp": true,
 	"conntrack": true, "conntrack.expire_nodest_conn": true, "conntrack.expire_quiescent_template": true,
 	"conntrack.conn_reuse_mode": true, "conntrack.sloppy_tcp": true,
@@ -369,6 +371,10 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 	getString(l, "director.log_level", raw.Director.LogLevel, &d.LogLevel)
 	getInt(l, "director.conn_table_bits", raw.Director.ConnTableBits, &d.ConnTableBits)
 	getInt(l, "director.health_max_in_flight", raw.Director.HealthMaxInFlight, &d.HealthMaxInFlight)
+	var ring string
+	if getString(l, "director.rx_ring", raw.Director.RxRing, &ring) {
+		d.RxRing = RxRing(ring)
+	}
 
 	getDuration(l, "timeouts.tcp", raw.Timeouts.TCP, &c.Timeouts.TCP)
 	getDuration(l, "timeouts.tcpfin", raw.Timeouts.TCPFin, &c.Timeouts.TCPFin)

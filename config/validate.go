@@ -117,6 +117,11 @@ func (c *Config) validate(l *errList) {
 	default:
 		l.add("director.engine", ErrInvalid, "%q (want afpacket or tun)", string(d.Engine))
 	}
+	switch d.RxRing {
+	case RxRingV3, RxRingV2:
+	default:
+		l.add("director.rx_ring", ErrInvalid, "%q (want v3 or v2)", string(d.RxRing))
+	}
 	if d.Workers < 0 || d.Workers > MaxWorkers {
 		l.add("director.workers", ErrInvalid, "%d out of range 0..%d", d.Workers, MaxWorkers)
 	}

@@ -48,6 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.TCPDuration, "tcp-duration", def.TCPDuration, "wrk duration per run")
 	fs.IntVar(&o.TCPConns, "tcp-conns", def.TCPConns, "wrk connections")
 	fs.BoolVar(&o.NoTCP, "no-tcp", false, "skip the TCP (wrk) measurements")
+	fs.Int64Var(&o.Rate, "rate", 0, "pace the generator at this many `pps` (0: as fast as it can)")
 	fs.StringVar(&o.Timeouts, "timeouts", "", "ulvsd's timeouts as ipvsadm --set takes them: `TCP,TCPFIN,UDP` seconds (default: ulvsd's)")
 	fs.BoolVar(&o.IngressDrop, "ingress-drop", false, "while ulvsd runs, drop VIP traffic at the director's netdev ingress (after ulvsd's rings saw it) so the kernel's IP layer skips it")
 	fs.BoolVar(&o.NoPPS, "no-pps", false, "skip the UDP packet-rate measurements (and the scaling)")
@@ -143,6 +144,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: --tcp-duration %s out of range (0..10m)", ErrUsage, o.TCPDuration)
 	case o.Timeouts != "" && !timeoutsRE.MatchString(o.Timeouts):
 		return fmt.Errorf("%w: --timeouts %q: want TCP,TCPFIN,UDP in seconds, e.g. 900,120,300", ErrUsage, o.Timeouts)
+	case o.Rate < 0 || o.Rate > 100_000_000:
+		return fmt.Errorf("%w: --rate %d out of range (0..100000000 pps)", ErrUsage, o.Rate)
 	case o.Nice < -20 || o.Nice > 19:
 		return fmt.Errorf("%w: --nice %d out of range (-20..19)", ErrUsage, o.Nice)
 	case o.TCPConns < 0 || o.TCPConns > 4000:
@@ -173,7 +176,11 @@ func PrintTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), Linux %s, %s; load average %s at start, %s at end\n", m.CPUs, m.CPUModel, m.Kernel, m.Go, m.LoadStart, m.LoadEnd)
 	fmt.Fprintf(w, "placement: %s\n", r.Placement)
 	if len(r.PPS) > 0 {
-		fmt.Fprintf(w, "UDP: 64-byte packets, %d flows, %d runs of %s each (medians)\n", r.Options.Flows, r.Options.Reps, r.Options.Duration)
+		offered := "generator as fast as it can"
+		if r.Options.Rate > 0 {
+			offered = fmt.Sprintf("generator paced at %d pps", r.Options.Rate)
+		}
+		fmt.Fprintf(w, "UDP: 64-byte packets, %d flows, %d runs of %s each (medians); %s\n", r.Options.Flows, r.Options.Reps, r.Options.Duration, offered)
 		fmt.Fprintf(w, "generator ceiling: %.0f pps (sent %.0f pps)\n\n", r.Generator.PPS, r.Generator.SentPPS)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "configuration\tpps\tratio to nftables DNAT\tns/packet (director CPU)\tbackground busy\t")

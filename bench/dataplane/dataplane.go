@@ -48,6 +48,11 @@ type Options struct {
 	MaxPackets  int64         `json:"max_packets"`  // bound on packets per run (default 50M)
 	TCPDuration time.Duration `json:"tcp_duration"` // wrk duration per run (default 3s)
 	TCPConns    int           `json:"tcp_conns"`    // wrk connections (default 64)
+	// Rate paces the generator at this many frames per second (0: as fast
+	// as it can). Below every configuration's capacity, the ns/packet
+	// column compares the cost of forwarding without overload, where
+	// frames dropped for lack of CPU would otherwise be paid for too.
+	Rate int64 `json:"rate,omitempty"`
 	// Timeouts, when set, is ulvsd's [timeouts] as ipvsadm --set takes
 	// them: "TCP,TCPFIN,UDP" in seconds ("" keeps ulvsd's defaults).
 	Timeouts string `json:"timeouts,omitempty"`

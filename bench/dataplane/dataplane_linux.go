@@ -278,7 +278,7 @@ func (b *bench) onePPS(ctx context.Context, frames [][]byte, count counterFn, cp
 	total := b.o.Warmup + b.o.Duration
 	deadline := time.Now().Add(total + 2*time.Second) // the safety bound; stop ends it sooner
 	done := make(chan error, 1)
-	go func() { done <- g.run(b.gcpu, b.o.Nice, deadline, b.o.MaxPackets, &stop, &sent) }()
+	go func() { done <- g.run(b.gcpu, b.o.Nice, b.o.Rate, deadline, b.o.MaxPackets, &stop, &sent) }()
 	defer func() {
 		stop.Store(true)
 		<-done
@@ -554,14 +554,23 @@ func (b *bench) dnatRules() string {
 // startUlvsd starts ulvsd with the method and workers, pinned to cpu
 // (cpu < 0: not pinned), and waits for its control socket.
 func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int) (*lab.Process, error) {
-	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d.sock", method, workers))
+	return b.startUlvsdRing(ctx, method, workers, cpu, "")
+}
+
+// startUlvsdRing is startUlvsd with the director's rx_ring set (ring ""
+// keeps ulvsd's default).
+func (b *bench) startUlvsdRing(ctx context.Context, method string, workers, cpu int, ring string) (*lab.Process, error) {
+	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.sock", method, workers, ring))
 	extra := "log_level = \"warn\"\n"
+	if ring != "" {
+		extra += fmt.Sprintf("rx_ring = %q\n", ring)
+	}
 	if t := strings.Split(b.o.Timeouts, ","); len(t) == 3 {
 		extra += fmt.Sprintf("\n[timeouts]\ntcp = %s\ntcpfin = %s\nudp = %s\n", t[0], t[1], t[2])
 	}
 	cfg := b.l.DirectorConfig(lab.DirectorOptions{Workers: workers, ControlSocket: sock, UDP: true, Extra: extra})
 	cfg = strings.ReplaceAll(cfg, `method = "nat"`, fmt.Sprintf("method = %q", method))
-	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d.toml", method, workers))
+	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.toml", method, workers, ring))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

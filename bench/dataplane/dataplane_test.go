@@ -90,7 +90,7 @@ func TestBuildFrames(t *testing.T) {
 }
 
 func TestMainBadArgs(t *testing.T) {
-	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}, {"--timeouts", "900,120"}} {
+	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}, {"--timeouts", "900,120"}, {"--rate", "-5"}} {
 		var out, errb bytes.Buffer
 		if code := Main(args, &out, &errb); code != 2 {
 			t.Errorf("Main(%q) = %d, want 2 (stderr %q)", args, code, errb.String())
@@ -153,10 +153,14 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("scaling %s: %v pps", r.Name, r.PPS)
 		}
 	}
-	if len(rep.TCP) != 3 {
-		t.Fatalf("%d TCP rows, want 3", len(rep.TCP))
+	wantTCP := []string{"ulvsd NAT, rx_ring v3", "ulvsd NAT, rx_ring v2", "nftables DNAT", "HAProxy mode tcp"}
+	if len(rep.TCP) != len(wantTCP) {
+		t.Fatalf("%d TCP rows, want %d: %+v", len(rep.TCP), len(wantTCP), rep.TCP)
 	}
-	for _, r := range rep.TCP {
+	for i, r := range rep.TCP {
+		if r.Name != wantTCP[i] {
+			t.Errorf("TCP row %d is %q, want %q", i, r.Name, wantTCP[i])
+		}
 		if r.RequestsPerSec <= 0 || r.ConnsPerSec <= 0 {
 			t.Errorf("%s: %v req/s, %v conn/s: want > 0", r.Name, r.RequestsPerSec, r.ConnsPerSec)
 		}
@@ -164,7 +168,7 @@ func TestQuickRun(t *testing.T) {
 	// The table form prints every row too.
 	var tb bytes.Buffer
 	PrintTable(&tb, &rep)
-	for _, w := range append(want, "HAProxy mode tcp", "generator ceiling") {
+	for _, w := range append(append(want, wantTCP...), "generator ceiling") {
 		if !strings.Contains(tb.String(), w) {
 			t.Errorf("table lacks %q:\n%s", w, tb.String())
 		}

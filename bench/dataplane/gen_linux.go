@@ -145,8 +145,9 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (g *generator) Close() error { return unix.Close(g.fd) }
 
 // run sends until stop is set, deadline passes or limit frames are sent,
-// on a thread pinned to cpu (cpu < 0: unpinned). sent is updated as it goes.
-func (g *generator) run(cpu, nice int, deadline time.Time, limit int64, stop *atomic.Bool, sent *atomic.Int64) error {
+// on a thread pinned to cpu (cpu < 0: unpinned), at rate frames per second
+// (0: as fast as it can). sent is updated as it goes.
+func (g *generator) run(cpu, nice int, rate int64, deadline time.Time, limit int64, stop *atomic.Bool, sent *atomic.Int64) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if cpu >= 0 {
@@ -172,9 +173,25 @@ func (g *generator) run(cpu, nice int, deadline time.Time, limit int64, stop *at
 	}
 	k := 0
 	var n int64
+	start := time.Now()
 	for iter := 0; n < limit && !stop.Load(); iter++ {
 		if iter%64 == 0 && time.Now().After(deadline) {
 			break
+		}
+		if rate > 0 {
+			// Pace against the start, so that late wake-ups are caught up
+			// and the average rate is exact: sleep while well ahead, spin
+			// the last stretch.
+			due := start.Add(time.Duration(n * int64(time.Second) / rate))
+			for {
+				ahead := time.Until(due)
+				if ahead <= 0 || stop.Load() {
+					break
+				}
+				if ahead > 200*time.Microsecond {
+					time.Sleep(ahead - 100*time.Microsecond)
+				}
+			}
 		}
 		for i := range g.iovs {
 			f := g.frames[k]

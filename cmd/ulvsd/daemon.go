@@ -62,7 +62,7 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 			return nil, err
 		}
 	default:
-		acfg := engine.AFPacketConfig{Public: names[0], Workers: cfg.Director.Workers}
+		acfg := engine.AFPacketConfig{Public: names[0], Workers: cfg.Director.Workers, RxRingV2: cfg.Director.RxRing == config.RxRingV2}
 		if len(names) > 1 {
 			acfg.Private = names[1]
 		}
