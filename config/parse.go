@@ -87,7 +87,7 @@ var schema = map[string]bool{
 	"director.engine": true, "director.workers": true, "director.control_socket": true,
 	"director.max_connections": true, "director.log_level": true, "director.conn_table_bits": true,
 	"director.rx_ring": true,
-	"timeouts": true, "timeouts.tcp": true, "timeouts.tcpfin": true, "timeouts.udp": true,
+	"timeouts":         true, "timeouts.tcp": true, "timeouts.tcpfin": true, "timeouts.udp": true,
 	"conntrack": true, "conntrack.expire_nodest_conn": true, "conntrack.expire_quiescent_template": true,
 	"conntrack.conn_reuse_mode": true, "conntrack.sloppy_tcp": true,
 	"virtual_server": true, "virtual_server.protocol": true, "virtual_server.address": true,
