@@ -66,15 +66,23 @@ type env struct {
 	adm    string // ulvsadm binary
 	bigSum string // sha256 of the big file, hex
 	midSum string
+	rxRing string // [director] rx_ring, "" for the default
 }
 
 // newEnv builds the lab for mode, starts nginx on its real servers and
 // ulvsd (with no virtual service yet) on its director.
 func newEnv(t *testing.T, mode lab.Mode) *env {
 	t.Helper()
+	return newEnvRing(t, mode, "")
+}
+
+// newEnvRing is newEnv with ulvsd's [director] rx_ring set ("" keeps the
+// default).
+func newEnvRing(t *testing.T, mode lab.Mode, ring string) *env {
+	t.Helper()
 	ulvsd := bin(t, "ulvsd")
 	needTools(t, "nginx", "curl", "nsenter")
-	e := &env{t: t, mode: mode, adm: bin(t, "ulvsadm")}
+	e := &env{t: t, mode: mode, adm: bin(t, "ulvsadm"), rxRing: ring}
 	e.l = labtest.New(t, lab.Spec{Mode: mode, Servers: 3, Clients: 3, IPv6: true, HTTPPort: portBuiltin})
 	// Temporary files outside t.TempDir: nginx and curl run in other
 	// processes, and a short path keeps the unix socket under 108 bytes.
@@ -162,6 +170,9 @@ func (e *env) directorConfig() string {
 		}
 	}
 	fmt.Fprintf(&b, "workers = 1\ncontrol_socket = %q\n", e.sock)
+	if e.rxRing != "" {
+		fmt.Fprintf(&b, "rx_ring = %q\n", e.rxRing)
+	}
 	// Connections time out below the connection table's 256 s wheel
 	// horizon: with IPVS's defaults (tcp 900 s, udp 300 s), a flow can
 	// stall the table a few seconds later (TestRegressionUDPFlowSweep

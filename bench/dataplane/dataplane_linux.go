@@ -687,9 +687,14 @@ func (b *bench) startProfile(ctx context.Context, pid int) (func() error, error)
 	}, nil
 }
 
-// busyNS returns the busy time (all but idle and iowait) of the CPUs from
-// /proc/stat in nanoseconds; nil means every CPU.
+// busyNS returns a reading of the CPUs' busy time in nanoseconds, for
+// differences only: elapsed time times the number of CPUs, less their idle,
+// iowait and steal time from /proc/stat. Not the sum of the busy fields:
+// this kernel accounts those by sampling at the 250 Hz tick, and a tickless
+// CPU that wakes for bursts shorter than a tick goes uncounted, so at low
+// load they read several times too low; idle time is measured exactly.
 func busyNS(cpus []int) int64 {
+	now := time.Since(busyEpoch).Nanoseconds()
 	f, err := os.Open("/proc/stat")
 	if err != nil {
 		return 0
@@ -702,23 +707,27 @@ func busyNS(cpus []int) int64 {
 	for _, c := range cpus {
 		want["cpu"+strconv.Itoa(c)] = true
 	}
-	var busy int64
+	ncpu := len(cpus)
+	if ncpu == 0 {
+		ncpu = runtime.NumCPU()
+	}
+	var idle int64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) < 6 || !want[fs[0]] {
+		if len(fs) < 9 || !want[fs[0]] {
 			continue
 		}
-		for i, fld := range fs[1:] {
-			if i == 3 || i == 4 || i >= 7 { // idle, iowait, steal; guest is in user already
-				continue
-			}
-			v, _ := strconv.ParseInt(fld, 10, 64)
-			busy += v
+		for _, i := range []int{4, 5, 8} { // idle, iowait, steal
+			v, _ := strconv.ParseInt(fs[i], 10, 64)
+			idle += v
 		}
 	}
-	return busy * (1e9 / 100) // USER_HZ
+	return now*int64(ncpu) - idle*(1e9/100) // USER_HZ
 }
+
+// busyEpoch is the origin of busyNS's elapsed time (monotonic).
+var busyEpoch = time.Now()
 
 func loadavg() string {
 	b, err := os.ReadFile("/proc/loadavg")

@@ -136,8 +136,11 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 	if mon != nil && d.fo != nil {
 		mon.SetFailover(d.fo.webStatus)
 	}
-	log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues())).
-		Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
+	ev := log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues()))
+	if d.tun == nil {
+		ev = ev.Str("rx_ring", string(cfg.Director.RxRing))
+	}
+	ev.Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
 	return d, nil
 }
 
