@@ -43,6 +43,13 @@ type = "http"
   address = "10.0.1.12:80"
   method = "nat"
   weight = 2
+[[virtual_server]]
+protocol = "udp"
+address = "10.0.0.100:53"
+scheduler = "wrr"
+  [[virtual_server.real_server]]
+  address = "10.0.1.21:53"
+  method = "nat"
 `), "t.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -101,5 +108,18 @@ type = "http"
 	}
 	if _, _, code := adm("-S", "--health"); code == 0 {
 		t.Error("-S --health accepted")
+	}
+	// One service named: that one alone, as -L -t/-u lists.
+	out, errs, code = adm("-L", "-u", "10.0.0.100:53", "--health")
+	if code != 0 || !strings.Contains(out, "UDP  10.0.0.100:53 wrr\n") || !strings.Contains(out, "10.0.1.21:53") || strings.Contains(out, "TCP") {
+		t.Errorf("-L -u 10.0.0.100:53 --health: exit %d (%s), want the UDP service alone:\n%s", code, errs, out)
+	}
+	out, _, _ = adm("-L", "-t", "10.0.0.100:80", "--health")
+	if !strings.Contains(out, "TCP  10.0.0.100:80 rr") || strings.Contains(out, "UDP") {
+		t.Errorf("-L -t 10.0.0.100:80 --health lists more than that service:\n%s", out)
+	}
+	out, errs, code = adm("-L", "-t", "10.0.0.100:81", "--health")
+	if code != 1 || !strings.Contains(errs, "No such service") || out != "" {
+		t.Errorf("-L -t of a missing service with --health: exit %d, stderr %q, stdout %q; want 1 and No such service", code, errs, out)
 	}
 }

@@ -49,6 +49,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if health {
 			var s *ipvsadm.Snapshot
 			if s, err = c.Snapshot(false); err == nil {
+				if cmd.HasService() { // -L -t VIP:PORT --health: that service alone
+					svc := s.Find(cmd.Service.Key())
+					if svc == nil {
+						err = ipvsadm.ErrListNoService
+						break
+					}
+					s.Services = []ipvsadm.Service{*svc}
+				}
 				printHealth(stdout, s, time.Now())
 			}
 			break
