@@ -119,7 +119,7 @@ func (t *Table) Stats() Stats {
 	for si := range t.shards {
 		s := &t.shards[si]
 		s.mu.Lock()
-		st.Conns += int(s.used.Load())
+		st.Conns += s.used
 		st.Created += s.created
 		st.Refused += s.refused
 		st.Expired += s.expired
@@ -129,12 +129,14 @@ func (t *Table) Stats() Stats {
 	return st
 }
 
-// Len returns the number of entries, templates included. It takes no
-// lock: entries created or freed meanwhile may or may not be counted.
+// Len returns the number of entries, templates included.
 func (t *Table) Len() int {
 	n := 0
 	for si := range t.shards {
-		n += int(t.shards[si].used.Load())
+		s := &t.shards[si]
+		s.mu.Lock()
+		n += s.used
+		s.mu.Unlock()
 	}
 	return n
 }
