@@ -1,7 +1,5 @@
 package scheduler
 
-import "math"
-
 // The per-Pool index: trees over leaf positions, where leaf order is the
 // IPVS list order (see the package documentation). Capacity c is a power of
 // two; node 1 is the root and leaf i is node c+i.
@@ -96,19 +94,21 @@ func (t *sumTree) firstPrefix2(r1, r2 int64) (int, int) {
 	n1, n2 := 1, 1
 	for n1 < t.c {
 		l1, l2 := t.sum[2*n1], t.sum[2*n2]
-		n1 *= 2
-		n2 *= 2
-		if l1 < r1 {
-			r1 -= l1
-			n1++
-		}
-		if l2 < r2 {
-			r2 -= l2
-			n2++
-		}
+		// Without a branch (the step is a coin toss for the predictor):
+		// m is -1 when the target lies right of the left child, else 0.
+		// Sums are in 0..total and r in 1..total, so l-r cannot overflow.
+		m1, m2 := (l1-r1)>>63, (l2-r2)>>63
+		r1 -= l1 & m1
+		r2 -= l2 & m2
+		n1 = 2*n1 - int(m1)
+		n2 = 2*n2 - int(m2)
 	}
 	return n1 - t.c, n2 - t.c
 }
+
+// lcNone is lc's key for an ineligible leaf: above every int32 overhead,
+// and small enough that subtracting any of them cannot overflow.
+const lcNone = 1 << 40
 
 // cmpKind selects the comparison of an argMinTree.
 type cmpKind uint8
@@ -141,7 +141,7 @@ func (t *argMinTree) init(c int, cmp cmpKind) {
 	empty := amNode{idx: -1}
 	switch cmp {
 	case cmpLC:
-		empty.oh = math.MaxInt64
+		empty.oh = lcNone
 	case cmpWLC:
 		empty.oh = 1
 	}
@@ -170,7 +170,7 @@ func (t *argMinTree) better(b, a *amNode) bool {
 // set stores leaf i's key (w = 0: not eligible) and updates its ancestors.
 //
 // For lc and wlc an ineligible leaf gets a key that loses every comparison
-// (lc: overhead MaxInt64; wlc: overhead 1 over weight 0, an infinite
+// (lc: overhead lcNone; wlc: overhead 1 over weight 0, an infinite
 // ratio: a.oh*b.w > b.oh*a.w is then true exactly when b is eligible, and
 // false whenever b is not), so their climbs need no eligibility tests and
 // pick a child without a branch.
@@ -182,7 +182,7 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 		nv = amNode{oh: oh, idx: -1}
 		switch t.cmp {
 		case cmpLC:
-			nv.oh = math.MaxInt64
+			nv.oh = lcNone
 		case cmpWLC:
 			nv.oh = 1
 		}
@@ -196,30 +196,9 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 	// it is not the leaf that moved: every ancestor then sees the same input.
 	switch t.cmp {
 	case cmpLC:
-		for n > 1 {
-			n >>= 1
-			c := 2 * n
-			if t.node[c+1].oh < t.node[c].oh {
-				c++
-			}
-			if t.node[n] == t.node[c] && t.node[c].idx != leaf {
-				return
-			}
-			t.node[n] = t.node[c]
-		}
+		t.climb(n, nv, leaf, false)
 	case cmpWLC:
-		for n > 1 {
-			n >>= 1
-			c := 2 * n
-			a, b := &t.node[c], &t.node[c+1]
-			if a.oh*int64(b.w) > b.oh*int64(a.w) {
-				c++
-			}
-			if t.node[n] == t.node[c] && t.node[c].idx != leaf {
-				return
-			}
-			t.node[n] = t.node[c]
-		}
+		t.climb(n, nv, leaf, true)
 	default:
 		for n > 1 {
 			n >>= 1
@@ -232,6 +211,48 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 			}
 			t.node[n] = *a
 		}
+	}
+}
+
+// climb updates the ancestors of node n, which now holds cur, for lc
+// (wlc false: b wins when b.oh < a.oh) or wlc (a.oh*b.w > b.oh*a.w).
+//
+// It is written for the dependency chain from one level to the next, which
+// is what a climb costs: the winner is carried in registers (no reload of
+// the node just stored), the sibling's load does not depend on the
+// comparison, and both the comparison and the selection are done with
+// masks rather than branches, whose outcome the predictor cannot guess.
+// Overflow: lc keys are int32 overheads or lcNone, so b.oh-a.oh fits; wlc
+// keys have |oh| <= 2^31 and 0 <= w < 2^31, so each product is below 2^62
+// in magnitude and their difference fits in an int64.
+func (t *argMinTree) climb(n int, cur amNode, leaf int32, wlc bool) {
+	node := t.node
+	for n > 1 {
+		sib := node[n^1]
+		// a is the left child, b the right one.
+		lm := -int64(n & 1) // -1 when cur is the right child
+		xo := (cur.oh ^ sib.oh) & lm
+		xw := (cur.w ^ sib.w) & int32(lm)
+		xi := (cur.idx ^ sib.idx) & int32(lm)
+		a := amNode{oh: cur.oh ^ xo, w: cur.w ^ xw, idx: cur.idx ^ xi}
+		b := amNode{oh: sib.oh ^ xo, w: sib.w ^ xw, idx: sib.idx ^ xi}
+		var m int64 // -1 when b wins
+		if wlc {
+			m = (b.oh*int64(a.w) - a.oh*int64(b.w)) >> 63
+		} else {
+			m = (b.oh - a.oh) >> 63
+		}
+		win := amNode{
+			oh:  a.oh ^ ((a.oh ^ b.oh) & m),
+			w:   a.w ^ ((a.w ^ b.w) & int32(m)),
+			idx: a.idx ^ ((a.idx ^ b.idx) & int32(m)),
+		}
+		n >>= 1
+		if node[n] == win && win.idx != leaf {
+			return // every ancestor sees the same input as before
+		}
+		node[n] = win
+		cur = win
 	}
 }
 
