@@ -187,7 +187,7 @@ func (p *Pool) initIndex() {
 	}
 	var t *tracker
 	if p.indexed() {
-		t = newTracker(p.c)
+		t = newTracker(p.c, trackedEvents(p.kind))
 	}
 	p.track = t
 	for i := p.next + 1; i < p.c; i++ {

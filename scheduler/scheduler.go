@@ -240,15 +240,38 @@ func checkFlags(k kind, f Flags) error {
 
 // tracker is a Pool's record of which Dests changed since its index was last
 // brought up to date: one bit per leaf, set by data-path workers without
-// locks, and one summary bit per dirty word.
+// locks, and one summary bit per dirty word. want says which changes the
+// Pool's keys depend on; the others are not recorded (rr, wrr, fo and twos
+// keys read only the weight and OVERLOAD, sed, nq and ovf also the active
+// counter), which spares their data-path workers two atomic
+// read-modify-writes per counter change and their decisions a refresh.
 type tracker struct {
+	want    uint32 // ev* bits
 	dirty   []atomic.Uint64
 	summary []atomic.Uint64
 }
 
-func newTracker(leaves int) *tracker {
+// Changes a Dest reports to its tracker.
+const (
+	evFlags    uint32 = 1 << iota // OVERLOAD set or cleared
+	evActive                      // active counter moved
+	evInactive                    // inactive counter moved
+)
+
+// trackedEvents returns the changes that move k's index keys (see refresh).
+func trackedEvents(k kind) uint32 {
+	switch k {
+	case kRR, kWRR, kFO, kTWOS:
+		return evFlags
+	case kOVF, kSED, kNQ:
+		return evFlags | evActive
+	}
+	return evFlags | evActive | evInactive
+}
+
+func newTracker(leaves int, want uint32) *tracker {
 	words := (leaves + 63) / 64
-	return &tracker{dirty: make([]atomic.Uint64, words), summary: make([]atomic.Uint64, (words+63)/64)}
+	return &tracker{want: want, dirty: make([]atomic.Uint64, words), summary: make([]atomic.Uint64, (words+63)/64)}
 }
 
 func (t *tracker) changed(d *Dest) {
