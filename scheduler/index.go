@@ -121,9 +121,19 @@ const (
 
 // argMinTree keeps, for every range, the leftmost leaf that the kernel's
 // scan would pick in that range, with that leaf's key copied into the node
-// so that a climb reads only the two children (16 bytes each, adjacent).
+// so that a climb reads only the children.
+//
+// It is 4-ary: node n's children are 4n..4n+3 (one 64-byte line), the root
+// is node 1 (children 4..7; nodes 2 and 3 are unused) and leaf i is node
+// base+i, base being the smallest power of 4 >= the leaf count. A node's
+// winner is that of a binary tournament over its children, ((0,1),(2,3)),
+// which is exactly what a binary tree over the same leaves computes; only
+// half of the levels are stored, so a climb does half the stores, stop
+// tests and loop steps (6 levels instead of 11 at 1024 real servers), and
+// the comparison of the pair the climb did not come from is off its
+// dependency chain.
 type argMinTree struct {
-	c    int
+	base int
 	cmp  cmpKind
 	node []amNode
 }
@@ -135,9 +145,12 @@ type amNode struct {
 }
 
 func (t *argMinTree) init(c int, cmp cmpKind) {
-	t.c = c
+	t.base = 4
+	for t.base < c {
+		t.base *= 4
+	}
 	t.cmp = cmp
-	t.node = make([]amNode, 2*c)
+	t.node = make([]amNode, 2*t.base)
 	empty := amNode{idx: -1}
 	switch cmp {
 	case cmpLC:
@@ -175,7 +188,7 @@ func (t *argMinTree) better(b, a *amNode) bool {
 // false whenever b is not), so their climbs need no eligibility tests and
 // pick a child without a branch.
 func (t *argMinTree) set(i int, oh int64, w int32) {
-	n := t.c + i
+	n := t.base + i
 	leaf := int32(i)
 	nv := amNode{oh: oh, w: w, idx: leaf}
 	if w <= 0 {
@@ -194,66 +207,70 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 	// One climb per comparison, so that the loop has no switch inside. A
 	// climb stops where the winner of a range and its key are unchanged and
 	// it is not the leaf that moved: every ancestor then sees the same input.
+	node := t.node
 	switch t.cmp {
 	case cmpLC:
-		t.climb(n, nv, leaf, false)
-	case cmpWLC:
-		t.climb(n, nv, leaf, true)
-	default:
 		for n > 1 {
-			n >>= 1
-			a, b := &t.node[2*n], &t.node[2*n+1]
-			if a.idx < 0 || (b.idx >= 0 && t.better(b, a)) {
-				a = b
-			}
-			if t.node[n] == *a && a.idx != leaf {
+			q := (*[4]amNode)(node[n&^3:])
+			win := pickLC(pickLC(q[0], q[1]), pickLC(q[2], q[3]))
+			n >>= 2
+			if node[n] == win && win.idx != leaf {
 				return
 			}
-			t.node[n] = *a
+			node[n] = win
+		}
+	case cmpWLC:
+		for n > 1 {
+			q := (*[4]amNode)(node[n&^3:])
+			win := pickWLC(pickWLC(q[0], q[1]), pickWLC(q[2], q[3]))
+			n >>= 2
+			if node[n] == win && win.idx != leaf {
+				return
+			}
+			node[n] = win
+		}
+	default:
+		for n > 1 {
+			q := (*[4]amNode)(node[n&^3:])
+			win := t.pick(t.pick(q[0], q[1]), t.pick(q[2], q[3]))
+			n >>= 2
+			if node[n] == win && win.idx != leaf {
+				return
+			}
+			node[n] = win
 		}
 	}
 }
 
-// climb updates the ancestors of node n, which now holds cur, for lc
-// (wlc false: b wins when b.oh < a.oh) or wlc (a.oh*b.w > b.oh*a.w).
-//
-// It is written for the dependency chain from one level to the next, which
-// is what a climb costs: the winner is carried in registers (no reload of
-// the node just stored), the sibling's load does not depend on the
-// comparison, and both the comparison and the selection are done with
-// masks rather than branches, whose outcome the predictor cannot guess.
-// Overflow: lc keys are int32 overheads or lcNone, so b.oh-a.oh fits; wlc
-// keys have |oh| <= 2^31 and 0 <= w < 2^31, so each product is below 2^62
-// in magnitude and their difference fits in an int64.
-func (t *argMinTree) climb(n int, cur amNode, leaf int32, wlc bool) {
-	node := t.node
-	for n > 1 {
-		sib := node[n^1]
-		// a is the left child, b the right one.
-		lm := -int64(n & 1) // -1 when cur is the right child
-		xo := (cur.oh ^ sib.oh) & lm
-		xw := (cur.w ^ sib.w) & int32(lm)
-		xi := (cur.idx ^ sib.idx) & int32(lm)
-		a := amNode{oh: cur.oh ^ xo, w: cur.w ^ xw, idx: cur.idx ^ xi}
-		b := amNode{oh: sib.oh ^ xo, w: sib.w ^ xw, idx: sib.idx ^ xi}
-		var m int64 // -1 when b wins
-		if wlc {
-			m = (b.oh*int64(a.w) - a.oh*int64(b.w)) >> 63
-		} else {
-			m = (b.oh - a.oh) >> 63
-		}
-		win := amNode{
-			oh:  a.oh ^ ((a.oh ^ b.oh) & m),
-			w:   a.w ^ ((a.w ^ b.w) & int32(m)),
-			idx: a.idx ^ ((a.idx ^ b.idx) & int32(m)),
-		}
-		n >>= 1
-		if node[n] == win && win.idx != leaf {
-			return // every ancestor sees the same input as before
-		}
-		node[n] = win
-		cur = win
+// pickLC and pickWLC return b if it replaces a (a before b in list order)
+// in lc's or wlc's scan, else a, without a branch: the outcome is what a
+// branch predictor cannot guess. Overflow: lc keys are int32 overheads or
+// lcNone, so b.oh-a.oh fits in an int64; wlc keys have |oh| <= 2^31 and
+// 0 <= w < 2^31, so each product is below 2^62 in magnitude and their
+// difference fits.
+func pickLC(a, b amNode) amNode {
+	return sel(a, b, (b.oh-a.oh)>>63)
+}
+
+func pickWLC(a, b amNode) amNode {
+	return sel(a, b, (b.oh*int64(a.w)-a.oh*int64(b.w))>>63)
+}
+
+// sel returns b when m is -1 and a when m is 0.
+func sel(a, b amNode, m int64) amNode {
+	return amNode{
+		oh:  a.oh ^ ((a.oh ^ b.oh) & m),
+		w:   a.w ^ ((a.w ^ b.w) & int32(m)),
+		idx: a.idx ^ ((a.idx ^ b.idx) & int32(m)),
 	}
+}
+
+// pick is pickLC/pickWLC for any comparison, with eligibility tests.
+func (t *argMinTree) pick(a, b amNode) amNode {
+	if a.idx < 0 || (b.idx >= 0 && t.better(&b, &a)) {
+		return b
+	}
+	return a
 }
 
 func (t *argMinTree) root() int { return int(t.node[1].idx) }
