@@ -139,10 +139,19 @@ type argMinTree struct {
 }
 
 type amNode struct {
-	oh  int64 // the scheduler's overhead
-	w   int32 // weight; 0 = not eligible
-	idx int32 // the winning leaf, -1 if none is eligible
+	oh int64 // the scheduler's overhead
+	wi int64 // weight<<32 | uint32(winning leaf); see mkNode
 }
+
+// mkNode packs a node: weight w (0 = not eligible) and the winning leaf idx
+// (-1 if none is eligible) share one word, so that a branch-free selection
+// moves two words, not three.
+func mkNode(oh int64, w, idx int32) amNode {
+	return amNode{oh: oh, wi: int64(w)<<32 | int64(uint32(idx))}
+}
+
+func (a amNode) w() int32   { return int32(a.wi >> 32) }
+func (a amNode) idx() int32 { return int32(a.wi) }
 
 func (t *argMinTree) init(c int, cmp cmpKind) {
 	t.base = 4
@@ -151,53 +160,40 @@ func (t *argMinTree) init(c int, cmp cmpKind) {
 	}
 	t.cmp = cmp
 	t.node = make([]amNode, 2*t.base)
-	empty := amNode{idx: -1}
+	empty := mkNode(0, 0, -1)
 	switch cmp {
 	case cmpLC:
 		empty.oh = lcNone
 	case cmpWLC:
 		empty.oh = 1
+	case cmpNQ:
+		empty.oh = 2
 	}
 	for i := range t.node {
 		t.node[i] = empty
 	}
 }
 
-// better reports whether b (later in list order) replaces a in the kernel's
-// scan; both are eligible.
-func (t *argMinTree) better(b, a *amNode) bool {
-	switch t.cmp {
-	case cmpLC:
-		return b.oh < a.oh
-	case cmpNQ:
-		if a.oh == 1 {
-			return false
-		}
-		if b.oh == 1 {
-			return true
-		}
-	}
-	return a.oh*int64(b.w) > b.oh*int64(a.w)
-}
-
 // set stores leaf i's key (w = 0: not eligible) and updates its ancestors.
 //
-// For lc and wlc an ineligible leaf gets a key that loses every comparison
-// (lc: overhead lcNone; wlc: overhead 1 over weight 0, an infinite
-// ratio: a.oh*b.w > b.oh*a.w is then true exactly when b is eligible, and
-// false whenever b is not), so their climbs need no eligibility tests and
-// pick a child without a branch.
+// An ineligible leaf gets a key that loses every comparison (lc: overhead
+// lcNone; wlc: overhead 1 over weight 0, an infinite ratio: a.oh*b.w >
+// b.oh*a.w is then true exactly when b is eligible, and false whenever b
+// is not; nq: overhead 2 over weight 0, likewise and never idle), so the
+// climbs need no eligibility tests and pick a child without a branch.
 func (t *argMinTree) set(i int, oh int64, w int32) {
 	n := t.base + i
 	leaf := int32(i)
-	nv := amNode{oh: oh, w: w, idx: leaf}
+	nv := mkNode(oh, w, leaf)
 	if w <= 0 {
-		nv = amNode{oh: oh, idx: -1}
+		nv = mkNode(oh, 0, -1)
 		switch t.cmp {
 		case cmpLC:
 			nv.oh = lcNone
 		case cmpWLC:
 			nv.oh = 1
+		case cmpNQ:
+			nv.oh = 2
 		}
 	}
 	if t.node[n] == nv {
@@ -214,7 +210,7 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 			q := (*[4]amNode)(node[n&^3:])
 			win := pickLC(pickLC(q[0], q[1]), pickLC(q[2], q[3]))
 			n >>= 2
-			if node[n] == win && win.idx != leaf {
+			if node[n] == win && win.idx() != leaf {
 				return
 			}
 			node[n] = win
@@ -224,17 +220,17 @@ func (t *argMinTree) set(i int, oh int64, w int32) {
 			q := (*[4]amNode)(node[n&^3:])
 			win := pickWLC(pickWLC(q[0], q[1]), pickWLC(q[2], q[3]))
 			n >>= 2
-			if node[n] == win && win.idx != leaf {
+			if node[n] == win && win.idx() != leaf {
 				return
 			}
 			node[n] = win
 		}
-	default:
+	case cmpNQ:
 		for n > 1 {
 			q := (*[4]amNode)(node[n&^3:])
-			win := t.pick(t.pick(q[0], q[1]), t.pick(q[2], q[3]))
+			win := pickNQ(pickNQ(q[0], q[1]), pickNQ(q[2], q[3]))
 			n >>= 2
-			if node[n] == win && win.idx != leaf {
+			if node[n] == win && win.idx() != leaf {
 				return
 			}
 			node[n] = win
@@ -253,24 +249,30 @@ func pickLC(a, b amNode) amNode {
 }
 
 func pickWLC(a, b amNode) amNode {
-	return sel(a, b, (b.oh*int64(a.w)-a.oh*int64(b.w))>>63)
+	return sel(a, b, (b.oh*(a.wi>>32)-a.oh*(b.wi>>32))>>63)
+}
+
+// pickNQ is nq's comparison: an idle leaf (overhead active+1 = 1) wins at
+// once, so b replaces a when a is not idle and b is idle or has the smaller
+// ratio. Ineligible leaves have overhead 2 over weight 0: never idle, and
+// the ratio test then goes against them exactly as in pickWLC.
+func pickNQ(a, b amNode) amNode {
+	m := (b.oh*(a.wi>>32) - a.oh*(b.wi>>32)) >> 63
+	return sel(a, b, ^isOne(a.oh)&(isOne(b.oh)|m))
+}
+
+// isOne is -1 when x == 1, else 0.
+func isOne(x int64) int64 {
+	var m int64
+	if x == 1 {
+		m = -1
+	}
+	return m
 }
 
 // sel returns b when m is -1 and a when m is 0.
 func sel(a, b amNode, m int64) amNode {
-	return amNode{
-		oh:  a.oh ^ ((a.oh ^ b.oh) & m),
-		w:   a.w ^ ((a.w ^ b.w) & int32(m)),
-		idx: a.idx ^ ((a.idx ^ b.idx) & int32(m)),
-	}
+	return amNode{oh: a.oh ^ ((a.oh ^ b.oh) & m), wi: a.wi ^ ((a.wi ^ b.wi) & m)}
 }
 
-// pick is pickLC/pickWLC for any comparison, with eligibility tests.
-func (t *argMinTree) pick(a, b amNode) amNode {
-	if a.idx < 0 || (b.idx >= 0 && t.better(&b, &a)) {
-		return b
-	}
-	return a
-}
-
-func (t *argMinTree) root() int { return int(t.node[1].idx) }
+func (t *argMinTree) root() int { return int(t.node[1].idx()) }
