@@ -254,6 +254,19 @@ func (p *Pool) drain() {
 	if t == nil {
 		return
 	}
+	if t.summary == nil {
+		for w := range t.dirty {
+			if t.dirty[w].Load() == 0 {
+				continue
+			}
+			dw := t.dirty[w].Swap(0)
+			for dw != 0 {
+				p.refresh(w*64 + bits.TrailingZeros64(dw))
+				dw &= dw - 1
+			}
+		}
+		return
+	}
 	for s := range t.summary {
 		if t.summary[s].Load() == 0 {
 			continue
