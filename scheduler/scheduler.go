@@ -22,8 +22,9 @@
 //     exactly that question: rr wants the next eligible server after its
 //     cursor, wrr the next server with weight >= cw, fo/ovf the first server
 //     of maximal weight;
-//   - an arg-min tree (lc, wlc, sed, nq, lblc, lblcr) whose node holds the
-//     leftmost best leaf of its range (with a copy of its key). The kernel's scan keeps a server until
+//   - a 4-ary arg-min tree (lc, wlc, sed, nq, lblc, lblcr) whose node holds
+//     the leftmost best leaf of its range (with a copy of its key), combined
+//     with branch-free comparisons. The kernel's scan keeps a server until
 //     a later one is strictly better, so it returns the leftmost minimum of a
 //     total preorder (overhead, or overhead/weight compared by exact 64-bit
 //     cross-multiplication, or nq's "idle first"); combining two ranges as
@@ -41,7 +42,10 @@
 //
 // Data-path workers change a Dest's counters with Bind, Unbind and SetActive
 // at any time. Those only set the Dest's bit in its Pool's dirty bitmap (one
-// atomic OR, plus one more the first time a word becomes dirty); Schedule
+// atomic OR, plus one more the first time a word becomes dirty in an index
+// of more than 512 leaves), and only for the changes the Pool's keys depend
+// on: rr, wrr, fo and twos follow OVERLOAD alone, sed, nq and ovf also the
+// active counter, the others every counter. Schedule
 // takes the Pool's lock (as the kernel takes its per-service sched_lock for
 // the stateful schedulers), refreshes the dirty leaves from the atomic
 // counters, and reads the answer. dh, sh and mh need no index: their tables
