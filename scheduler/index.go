@@ -124,8 +124,12 @@ const (
 // so that a climb reads only the children.
 //
 // It is 4-ary: node n's children are 4n..4n+3 (one 64-byte line), the root
-// is node 1 (children 4..7; nodes 2 and 3 are unused) and leaf i is node
-// base+i, base being the smallest power of 4 >= the leaf count. A node's
+// is node 1 (children 4..7; nodes 2 and 3 are unused) and leaves occupy
+// nodes base..2*base-1, base being the smallest power of 4 >= the span of
+// leaves in use: those are the rightmost of the Pool's c leaves, so leaf i
+// is node first+i with first = 2*base-c, and the tree is only as deep as
+// the live servers need (5 levels for 1024 of them in 2048 leaves, not 6).
+// The Pool rebuilds the tree when an add goes beyond its span. A node's
 // winner is that of a binary tournament over its children, ((0,1),(2,3)),
 // which is exactly what a binary tree over the same leaves computes; only
 // half of the levels are stored, so a climb does half the stores, stop
@@ -133,9 +137,10 @@ const (
 // the comparison of the pair the climb did not come from is off its
 // dependency chain.
 type argMinTree struct {
-	base int
-	cmp  cmpKind
-	node []amNode
+	base  int
+	first int // the node of leaf 0 (leaves below c-base are not covered)
+	cmp   cmpKind
+	node  []amNode
 }
 
 type amNode struct {
@@ -153,11 +158,13 @@ func mkNode(oh int64, w, idx int32) amNode {
 func (a amNode) w() int32   { return int32(a.wi >> 32) }
 func (a amNode) idx() int32 { return int32(a.wi) }
 
-func (t *argMinTree) init(c int, cmp cmpKind) {
+// init makes an empty tree over the last span (or more) of c leaves.
+func (t *argMinTree) init(c, span int, cmp cmpKind) {
 	t.base = 4
-	for t.base < c {
+	for t.base < span {
 		t.base *= 4
 	}
+	t.first = 2*t.base - c
 	t.cmp = cmp
 	t.node = make([]amNode, 2*t.base)
 	empty := mkNode(0, 0, -1)
@@ -182,7 +189,7 @@ func (t *argMinTree) init(c int, cmp cmpKind) {
 // is not; nq: overhead 2 over weight 0, likewise and never idle), so the
 // climbs need no eligibility tests and pick a child without a branch.
 func (t *argMinTree) set(i int, oh int64, w int32) {
-	n := t.base + i
+	n := t.first + i
 	leaf := int32(i)
 	nv := mkNode(oh, w, leaf)
 	if w <= 0 {
@@ -274,5 +281,8 @@ func isOne(x int64) int64 {
 func sel(a, b amNode, m int64) amNode {
 	return amNode{oh: a.oh ^ ((a.oh ^ b.oh) & m), wi: a.wi ^ ((a.wi ^ b.wi) & m)}
 }
+
+// covers reports whether leaf i has a node.
+func (t *argMinTree) covers(i int) bool { return t.first+i >= t.base }
 
 func (t *argMinTree) root() int { return int(t.node[1].idx()) }

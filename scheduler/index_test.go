@@ -49,7 +49,7 @@ func TestBranchFreePicks(t *testing.T) {
 	}
 	for _, cmp := range []cmpKind{cmpLC, cmpWLC, cmpNQ} {
 		var tr argMinTree
-		tr.init(2, cmp)
+		tr.init(2, 2, cmp)
 		for _, a := range keys {
 			for _, b := range keys {
 				tr.set(0, int64(a.oh), a.w)
