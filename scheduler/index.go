@@ -155,7 +155,6 @@ func mkNode(oh int64, w, idx int32) amNode {
 	return amNode{oh: oh, wi: int64(w)<<32 | int64(uint32(idx))}
 }
 
-func (a amNode) w() int32   { return int32(a.wi >> 32) }
 func (a amNode) idx() int32 { return int32(a.wi) }
 
 // init makes an empty tree over the last span (or more) of c leaves.
