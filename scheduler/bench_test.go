@@ -87,3 +87,41 @@ func BenchmarkKernelScan(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChurnByTracking is BenchmarkChurnOnly at 1024 real servers for
+// each kind of tracking (see trackedEvents): rr's index follows only
+// OVERLOAD, sed's also the active counter, wlc's every counter.
+func BenchmarkChurnByTracking(b *testing.B) {
+	for _, name := range []string{"rr", "sed", "wlc"} {
+		b.Run(name+"/1024", func(b *testing.B) {
+			_, ds := benchPool(b, name, 1024)
+			runBench(b, ds, func(i int) *Dest { return ds[(i*7919)%1024] })
+		})
+	}
+}
+
+// BenchmarkDecisionOnly is one Schedule per op with no counter change at
+// all: the lock, an empty drain and the decision itself, without the index
+// maintenance that BenchmarkSchedule's churn causes.
+func BenchmarkDecisionOnly(b *testing.B) {
+	for _, name := range Names {
+		for _, n := range []int{1024, 16384} {
+			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
+				p, _ := benchPool(b, name, n)
+				flows := benchFlows(4096)
+				b.ReportAllocs()
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.ResetTimer()
+				c0 := threadCPU()
+				for i := 0; i < b.N; i++ {
+					if p.Schedule(&flows[i&4095], int64(i)*1000) == nil {
+						b.Fatal("no server")
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(threadCPU()-c0)/float64(b.N), "cpu-ns/op")
+			})
+		}
+	}
+}

@@ -109,50 +109,63 @@ func (d *Dest) totalConns() int32 {
 // unless active is true (a synced connection may arrive already active).
 // It then applies the OVERLOAD set rule.
 func (d *Dest) Bind(template, active bool) {
+	var ev uint32
 	switch {
 	case template:
 		d.persist.Add(1)
 	case active:
 		d.active.Add(1)
+		ev = evActive
 	default:
 		d.inactive.Add(1)
+		ev = evInactive
 	}
 	// ip_vs_dest_totalconns is an int compared with the __u32 threshold, so
 	// C converts it to unsigned: the comparison is done in uint32.
 	if u := d.upper.Load(); u != 0 && uint32(d.totalConns()) >= u {
-		d.flags.Or(FlagOverload)
+		if d.flags.Or(FlagOverload)&FlagOverload == 0 {
+			ev |= evFlags
+		}
 	}
-	d.changed()
+	d.changed(ev)
 }
 
 // Unbind uncounts a connection that is being freed (IPVS ip_vs_unbind_dest)
 // and applies the OVERLOAD clear rule.
 func (d *Dest) Unbind(template, active bool) {
+	var ev uint32
 	switch {
 	case template:
 		d.persist.Add(-1)
 	case active:
 		d.active.Add(-1)
+		ev = evActive
 	default:
 		d.inactive.Add(-1)
+		ev = evInactive
 	}
 	// As in the kernel, the int total is compared with __u32 thresholds in
 	// unsigned 32-bit arithmetic (u_threshold*3 wraps there too).
 	total := uint32(d.totalConns())
 	upper, lower := d.upper.Load(), d.lower.Load()
+	var clear bool
 	switch {
 	case lower != 0:
-		if total < lower {
-			d.flags.And(^FlagOverload)
-		}
+		clear = total < lower
 	case upper != 0:
-		if total*4 < upper*3 {
-			d.flags.And(^FlagOverload)
-		}
+		clear = total*4 < upper*3
 	default:
-		d.flags.And(^FlagOverload)
+		clear = true
 	}
-	d.changed()
+	// The plain load first spares the read-modify-write when the flag is
+	// already clear (the common case). A Bind setting it concurrently is
+	// then ordered after this clear, as it could have been anyway.
+	if clear && d.flags.Load()&FlagOverload != 0 {
+		if d.flags.And(^FlagOverload)&FlagOverload != 0 {
+			ev |= evFlags
+		}
+	}
+	d.changed(ev)
 }
 
 // SetActive moves one connection between the inactive and active counters,
@@ -166,13 +179,13 @@ func (d *Dest) SetActive(active bool) {
 		d.active.Add(-1)
 		d.inactive.Add(1)
 	}
-	d.changed()
+	d.changed(evActive | evInactive)
 }
 
 // changed tells the owning Pool's incremental index, if any, that the Dest's
-// load, weight or flags moved.
-func (d *Dest) changed() {
-	if t := d.track.Load(); t != nil {
+// load or flags moved (ev), when its keys depend on that.
+func (d *Dest) changed(ev uint32) {
+	if t := d.track.Load(); t != nil && t.want&ev != 0 {
 		t.changed(d)
 	}
 }

@@ -170,15 +170,16 @@ func (p *Pool) indexed() bool { return !p.kind.hashed() }
 func (p *Pool) initIndex() {
 	p.mx, p.mn, p.sm = maxTree{}, argMinTree{}, sumTree{}
 	p.half, p.nh = nil, 0
+	span := p.c - (p.next + 1) // leaves in use or left empty by a delete
 	switch p.kind {
 	case kRR, kWRR, kFO, kOVF:
 		p.mx.init(p.c)
 	case kLC:
-		p.mn.init(p.c, cmpLC)
+		p.mn.init(p.c, span, cmpLC)
 	case kNQ:
-		p.mn.init(p.c, cmpNQ)
+		p.mn.init(p.c, span, cmpNQ)
 	case kWLC, kSED, kLBLC, kLBLCR:
-		p.mn.init(p.c, cmpWLC)
+		p.mn.init(p.c, span, cmpWLC)
 	case kTWOS:
 		p.sm.init(p.c)
 	}
@@ -187,7 +188,7 @@ func (p *Pool) initIndex() {
 	}
 	var t *tracker
 	if p.indexed() {
-		t = newTracker(p.c)
+		t = newTracker(p.c, trackedEvents(p.kind))
 	}
 	p.track = t
 	for i := p.next + 1; i < p.c; i++ {
@@ -252,6 +253,19 @@ func (p *Pool) refresh(i int) {
 func (p *Pool) drain() {
 	t := p.track
 	if t == nil {
+		return
+	}
+	if t.summary == nil {
+		for w := range t.dirty {
+			if t.dirty[w].Load() == 0 {
+				continue
+			}
+			dw := t.dirty[w].Swap(0)
+			for dw != 0 {
+				p.refresh(w*64 + bits.TrailingZeros64(dw))
+				dw &= dw - 1
+			}
+		}
 		return
 	}
 	for s := range t.summary {
@@ -394,7 +408,9 @@ func (p *Pool) add(d *Dest, weight int32, upper, lower uint32) error {
 	p.n++
 	d.slot.Store(int32(i))
 	d.track.Store(p.track)
-	if p.track != nil {
+	if p.mn.node != nil && !p.mn.covers(i) {
+		p.initIndex() // the arg-min tree is rebuilt over a 4x larger span
+	} else if p.track != nil {
 		p.refresh(i)
 	}
 	// add_dest
