@@ -26,7 +26,12 @@ type SyncEntry struct {
 	Timeout uint32
 	// CreateOnly leaves an existing entry as it is (SyncKept): a director
 	// that is active itself trusts its own state over a late message from
-	// the old active, but still learns connections it does not have.
+	// the old active, but still learns connections it does not have. One
+	// exception: a TCP connection ESTABLISHED here takes a closing state
+	// (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE) from the old
+	// active, which saw a FIN or RST this director did not: otherwise the
+	// connection would count as active, and hold its entry, for the whole
+	// ESTABLISHED timeout after it closed.
 	CreateOnly bool
 }
 
@@ -119,8 +124,8 @@ func (t *Table) SyncConn(se *SyncEntry, dest DestID, now int64) SyncResult {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if li, _, ok := t.findInLocked(s, b, &k); ok {
-		if se.CreateOnly {
+	if li, c, ok := t.findInLocked(s, b, &k); ok {
+		if se.CreateOnly && !(se.Proto == ProtoTCP && ctlState(c) == StateEstablished && closing(state)) {
 			return SyncKept
 		}
 		e := t.at(s, li)
@@ -298,4 +303,13 @@ func SyncTemplateOf(svc *Service, c *Conn, se *SyncEntry) bool {
 		se.VPort, se.DPort = c.VPort, c.DPort
 	}
 	return true
+}
+
+// closing reports whether st is a TCP state after a FIN or RST.
+func closing(st State) bool {
+	switch st {
+	case StateFinWait, StateCloseWait, StateLastAck, StateTimeWait, StateClose:
+		return true
+	}
+	return false
 }

@@ -228,13 +228,31 @@ func TestSyncConnCreateOnly(t *testing.T) {
 	if r := tb.SyncConn(&se, id, now); r != SyncCreated {
 		t.Fatalf("create-only of a missing entry: %v", r)
 	}
-	se.State = StateTimeWait
-	if r := tb.SyncConn(&se, id, now); r != SyncKept {
-		t.Fatalf("create-only of an existing entry: %v", r)
+	state := func() State {
+		var ci ConnInfo
+		tb.Range(now, func(c *ConnInfo) bool { ci = *c; return false })
+		return ci.State
 	}
-	var ci ConnInfo
-	tb.Range(now, func(c *ConnInfo) bool { ci = *c; return false })
-	if ci.State != StateEstablished || s.ActiveConns() != 1 {
-		t.Fatalf("a create-only message changed the entry: %v, active %d", ci.State.Name(ProtoTCP), s.ActiveConns())
+	// A refresh of the same state leaves the local entry (and its expiry) alone.
+	if r := tb.SyncConn(&se, id, now+sec); r != SyncKept || state() != StateEstablished {
+		t.Fatalf("create-only ESTABLISHED over ESTABLISHED: %v, state %v", r, state().Name(ProtoTCP))
+	}
+	// The old active saw the close: the established entry here takes it,
+	// and the server's connection no longer counts as active.
+	se.State = StateTimeWait
+	se.Timeout = 0
+	if r := tb.SyncConn(&se, id, now); r != SyncUpdated {
+		t.Fatalf("create-only closing state over ESTABLISHED: %v", r)
+	}
+	if state() != StateTimeWait || s.ActiveConns() != 0 || s.InactiveConns() != 1 {
+		t.Fatalf("after a late TIME_WAIT: %v, active %d inactive %d", state().Name(ProtoTCP), s.ActiveConns(), s.InactiveConns())
+	}
+	// Never back: a late ESTABLISHED (or another closing state) does not
+	// undo what this director has.
+	for _, st := range []State{StateEstablished, StateFinWait, StateSynRecv} {
+		se.State = st
+		if r := tb.SyncConn(&se, id, now); r != SyncKept || state() != StateTimeWait {
+			t.Fatalf("create-only %v over TIME_WAIT: %v, state now %v", st.Name(ProtoTCP), r, state().Name(ProtoTCP))
+		}
 	}
 }

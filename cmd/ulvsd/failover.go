@@ -71,7 +71,8 @@ func (k *syncSink) SyncConn(c *connsync.Conn) {
 	forwarder.SyncEntry(c, &k.se)
 	// While this director forwards, its own entries are authoritative: a
 	// late message from the old active (its last batch after a failback)
-	// only adds the connections missing here.
+	// only adds the connections missing here, and closes established ones
+	// it saw close (conntrack.SyncEntry.CreateOnly).
 	k.se.CreateOnly = !s.dir.Standby()
 	r := s.ct.SyncConn(&k.se, s.dir.SyncDest(&k.se), s.dir.Now())
 	s.results[r].Add(1)
