@@ -252,8 +252,10 @@ scheduler = "wlc"
 	resB := make(chan []loadResult, 1)
 	go func() { resB <- runLoad(l, 8, 2000, stop) }()
 	time.Sleep(700 * time.Millisecond)
-	deleted := time.Now()
 	adm("-d", "-t", vip, "-r", rsAddr(0))
+	// The delete has taken effect when ulvsadm returns: a request started
+	// while the command was on its way may still have gone to rs1.
+	deleted := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	b := <-resB
@@ -263,7 +265,7 @@ scheduler = "wlc"
 		case r.err != nil:
 			failed++
 			// A request that failed must have started before the delete
-			// (it was in flight to the removed server).
+			// returned (it was in flight to the removed server).
 			if r.at.After(deleted) {
 				t.Errorf("phase B: a request started %v after the delete failed: %v", r.at.Sub(deleted), r.err)
 			}
