@@ -174,6 +174,13 @@ func (g *generator) run(cpu, nice int, rate int64, deadline time.Time, limit int
 	k := 0
 	var n int64
 	start := time.Now()
+	// Paced, the frames go out in small batches every 50 us or so, not in
+	// bursts of the full batch: a receiver sees traffic about as evenly
+	// spread as real clients send it.
+	batch := len(g.msgs)
+	if rate > 0 {
+		batch = int(min(max(rate/20000, 1), int64(len(g.msgs))))
+	}
 	for iter := 0; n < limit && !stop.Load(); iter++ {
 		if iter%64 == 0 && time.Now().After(deadline) {
 			break
@@ -193,7 +200,7 @@ func (g *generator) run(cpu, nice int, rate int64, deadline time.Time, limit int
 				}
 			}
 		}
-		for i := range g.iovs {
+		for i := range g.iovs[:batch] {
 			f := g.frames[k]
 			k++
 			if k == len(g.frames) {
@@ -202,7 +209,7 @@ func (g *generator) run(cpu, nice int, rate int64, deadline time.Time, limit int
 			g.iovs[i].Base = &f[0]
 			g.iovs[i].SetLen(len(f))
 		}
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(g.fd), uintptr(unsafe.Pointer(&g.msgs[0])), uintptr(len(g.msgs)), 0, 0, 0)
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(g.fd), uintptr(unsafe.Pointer(&g.msgs[0])), uintptr(batch), 0, 0, 0)
 		if errno != 0 {
 			if errno == unix.EAGAIN || errno == unix.ENOBUFS || errno == unix.EINTR {
 				continue
