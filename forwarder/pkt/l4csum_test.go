@@ -87,3 +87,37 @@ func TestL4ChecksumOK(t *testing.T) {
 		})
 	}
 }
+
+// TestL4ChecksumNegativeZero: a TCP segment whose checksum computes to
+// 0x0000 but carries 0xffff (one's complement -0, as Linux writes when it
+// checksums in software: skb_checksum_help's CSUM_MANGLED_0) is valid, and
+// NAT's incremental rewrite keeps it valid.
+func TestL4ChecksumNegativeZero(t *testing.T) {
+	f := l4Frame(t, false, false, false)
+	var p Packet
+	if d := ParseEthernet(f, 0, &p); d != DropNone {
+		t.Fatalf("parse: %v", d)
+	}
+	// Choose the last payload word so that the checksum computes to 0.
+	ck := p.L4Off + 16
+	last := len(f) - 2
+	found := false
+	for x := 0; x < 1<<16 && !found; x++ {
+		f[last], f[last+1] = byte(x>>8), byte(x)
+		f[ck], f[ck+1] = 0, 0
+		if FillL4Checksum(f, &p) == DropNone && f[ck] == 0 && f[ck+1] == 0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no payload word gives a zero checksum")
+	}
+	f[ck], f[ck+1] = 0xff, 0xff
+	if !L4ChecksumOK(f, &p) {
+		t.Fatal("a TCP checksum of 0xffff for 0x0000 (-0) fails the check")
+	}
+	f[last] ^= 0x01
+	if L4ChecksumOK(f, &p) {
+		t.Fatal("a corrupted segment with checksum 0xffff passes")
+	}
+}
