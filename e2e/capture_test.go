@@ -75,6 +75,7 @@ func (c *capture) stop() {
 // occurrences (IP-in-IP) hold them comma-separated.
 type frame struct {
 	num, src, ipSrc, ip6Src, rst, icmp, icmp6, ipCk, tcpCk, udpCk, summary, tcpSport, udpDport, udpSport string
+
 	tcpSum string // the TCP checksum field as tshark prints it (0x1234)
 }
 
