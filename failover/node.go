@@ -424,28 +424,24 @@ const (
 )
 
 // checkBulk decides on a bulk-done message for count entries: complete,
-// or settling while the receiver catches up.
+// or settling while the receiver catches up. A later copy (the answer to a
+// repeated request) announces its own count; the entries of both count
+// towards it.
 func (n *Node) checkBulk(count uint32, now time.Time) {
-	if n.cfg.SyncReceived == nil {
-		n.bulkComplete(count)
-		n.syncDone = true
-		return
-	}
-	got := n.cfg.SyncReceived() - n.recvAtRequest
-	if got >= uint64(count) {
-		n.settling = false
-		n.bulkComplete(count)
-		n.syncDone = true
-		return
-	}
-	if !n.settling {
-		n.settling = true
-		n.settleGot, n.settleMoved = got, now
-		n.settleTimer.Reset(settleCheck)
-	}
-	// A later copy (the answer to a repeated request) announces its own
-	// count; the entries of both count towards it.
 	n.settleCount = count
+	if n.cfg.SyncReceived != nil {
+		if got := n.cfg.SyncReceived() - n.recvAtRequest; got < uint64(count) {
+			if !n.settling {
+				n.settling = true
+				n.settleGot, n.settleMoved = got, now
+				n.settleTimer.Reset(settleCheck)
+			}
+			return
+		}
+	}
+	n.settling = false
+	n.bulkComplete(count)
+	n.syncDone = true
 }
 
 // settle runs every settleCheck while a bulk copy is settling.
@@ -620,7 +616,7 @@ func (n *Node) apply(acts []Action) {
 			n.requestPending = true
 			n.sendControl(a.Net, a.From, a.Data)
 		case ActBulkDone:
-			n.checkBulk(a.Count, n.last)
+			n.checkBulk(a.Count, time.Now())
 		case ActStartBulk:
 			if n.bulk == nil {
 				n.log.Warn().Stringer("from", a.From).Msg("failover: sync requested but sync is off here")
