@@ -148,7 +148,7 @@ func (b *bench) measureTCP(ctx context.Context, rep *Report) error {
 	// slot per frame, no added latency).
 	for _, ring := range []string{"v3", "v2"} {
 		name := "ulvsd NAT, rx_ring " + ring
-		pr, err := b.startUlvsdRing(ctx, "nat", 1, -1, ring)
+		pr, err := b.startUlvsd(ctx, "nat", 1, -1, ring)
 		if err != nil {
 			return err
 		}
