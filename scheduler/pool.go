@@ -257,13 +257,8 @@ func (p *Pool) drain() {
 	}
 	if t.summary == nil {
 		for w := range t.dirty {
-			if t.dirty[w].Load() == 0 {
-				continue
-			}
-			dw := t.dirty[w].Swap(0)
-			for dw != 0 {
-				p.refresh(w*64 + bits.TrailingZeros64(dw))
-				dw &= dw - 1
+			if t.dirty[w].Load() != 0 {
+				p.drainWord(w)
 			}
 		}
 		return
@@ -274,14 +269,18 @@ func (p *Pool) drain() {
 		}
 		sw := t.summary[s].Swap(0)
 		for sw != 0 {
-			w := s*64 + bits.TrailingZeros64(sw)
+			p.drainWord(s*64 + bits.TrailingZeros64(sw))
 			sw &= sw - 1
-			dw := t.dirty[w].Swap(0)
-			for dw != 0 {
-				p.refresh(w*64 + bits.TrailingZeros64(dw))
-				dw &= dw - 1
-			}
 		}
+	}
+}
+
+// drainWord refreshes the leaves marked in dirty word w and clears it.
+func (p *Pool) drainWord(w int) {
+	dw := p.track.dirty[w].Swap(0)
+	for dw != 0 {
+		p.refresh(w*64 + bits.TrailingZeros64(dw))
+		dw &= dw - 1
 	}
 }
 
