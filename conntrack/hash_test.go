@@ -19,7 +19,8 @@ func TestHashSpread(t *testing.T) {
 	longest, minUsed, maxUsed := 0, n, 0
 	for si := range tb.shards {
 		sh := &tb.shards[si]
-		minUsed, maxUsed = min(minUsed, sh.used), max(maxUsed, sh.used)
+		u := int(sh.used.Load())
+		minUsed, maxUsed = min(minUsed, u), max(maxUsed, u)
 		for b := range sh.inB {
 			k := 0
 			for li := sh.inB[b].Load(); li != nilIdx; li = tb.at(sh, li).nextIn.Load() {

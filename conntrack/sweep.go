@@ -119,7 +119,7 @@ func (t *Table) Stats() Stats {
 	for si := range t.shards {
 		s := &t.shards[si]
 		s.mu.Lock()
-		st.Conns += s.used
+		st.Conns += int(s.used.Load())
 		st.Created += s.created
 		st.Refused += s.refused
 		st.Expired += s.expired
@@ -129,14 +129,12 @@ func (t *Table) Stats() Stats {
 	return st
 }
 
-// Len returns the number of entries, templates included.
+// Len returns the number of entries, templates included. It takes no
+// lock: entries created or freed meanwhile may or may not be counted.
 func (t *Table) Len() int {
 	n := 0
 	for si := range t.shards {
-		s := &t.shards[si]
-		s.mu.Lock()
-		n += s.used
-		s.mu.Unlock()
+		n += int(t.shards[si].used.Load())
 	}
 	return n
 }

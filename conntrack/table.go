@@ -133,7 +133,7 @@ type shard struct {
 	// under mu
 	free      uint32        // free-list head (local index)
 	allocated atomic.Uint32 // entries handed out from chunks so far (read lock-free by Range)
-	used      int
+	used      atomic.Int32 // live entries; changed under mu, read lock-free by Size
 	templates int
 	wheel     [wheelSize]uint32
 	wheelNext uint32 // absolute slot number processed next
@@ -330,7 +330,7 @@ func (t *Table) entryG(g uint32) entry {
 // alloc takes a free entry; s.mu held. It returns nilIdx when the shard is
 // at its bound.
 func (t *Table) alloc(s *shard) uint32 {
-	if s.used >= int(t.perShard) {
+	if s.used.Load() >= int32(t.perShard) {
 		return nilIdx
 	}
 	li := s.free
@@ -344,7 +344,7 @@ func (t *Table) alloc(s *shard) uint32 {
 		}
 		s.allocated.Store(li + 1)
 	}
-	s.used++
+	s.used.Add(1)
 	return li
 }
 
@@ -354,7 +354,7 @@ func (t *Table) release(s *shard, li uint32) {
 	e := t.at(s, li)
 	e.wnext = s.free
 	s.free = li
-	s.used--
+	s.used.Add(-1)
 }
 
 // --- index chains (s.mu held for changes) -------------------------------------

@@ -63,6 +63,12 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabConns(t, 1<<12)
+}
+
+// newLabConns is newLab with a connection table bound of maxConns.
+func newLabConns(t *testing.T, maxConns int) *lab {
+	t.Helper()
 	q := &captureQueue{}
 	l := &lab{t: t, q: q, now: 1e12}
 	d, err := New(Config{
@@ -70,7 +76,7 @@ func newLab(t *testing.T) *lab {
 			{Name: "pub", Index: 1, MAC: macPub, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}},
 			{Name: "priv", Index: 2, MAC: macPriv, MTU: 1500, Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.1.1/24"), netip.MustParsePrefix("2001:db8:1::1/64")}},
 		},
-		MaxConns: 1 << 12,
+		MaxConns: maxConns,
 		Now:      func() int64 { return l.now },
 	}, &captureEngine{q})
 	if err != nil {

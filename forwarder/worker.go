@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"time"
 
 	"github.com/ulvs/ulvs/conntrack"
 	"github.com/ulvs/ulvs/forwarder/engine"
@@ -35,7 +36,22 @@ type worker struct {
 	// ICMP rate limit: a token bucket refilled once per second.
 	icmpTokens int
 	icmpRefill int64
+
+	// Batch prefetch of connection-table entries (see prefetch).
+	pfIn, pfOut []scheduler.Flow
+	bigTable    bool  // the table outgrew the CPU caches at the last check
+	sizeCheck   int64 // when to look at the table's size again
+	pfSink      uint64
 }
+
+// Prefetching pays off once the connection table no longer fits the CPU
+// caches; it is checked every prefetchRecheck, and only batches of at least
+// prefetchMinBatch frames are prefetched.
+const (
+	prefetchMinConns = 16384
+	prefetchMinBatch = 8
+	prefetchRecheck  = int64(100 * time.Millisecond)
+)
 
 func newWorker(d *Director, id int, q engine.Queue) *worker {
 	n := q.BatchSize()
@@ -43,13 +59,15 @@ func newWorker(d *Director, id int, q engine.Queue) *worker {
 		n = 64
 	}
 	return &worker{
-		d:   d,
-		id:  id,
-		q:   q,
-		st:  d.stats.workers[id],
-		rx:  engine.NewBatch(n, 0),
-		aux: engine.NewBatch(n, 256),
-		tx:  make([]engine.Packet, 0, 2*n),
+		d:     d,
+		id:    id,
+		q:     q,
+		st:    d.stats.workers[id],
+		rx:    engine.NewBatch(n, 0),
+		aux:   engine.NewBatch(n, 256),
+		tx:    make([]engine.Packet, 0, 2*n),
+		pfIn:  make([]scheduler.Flow, 0, n),
+		pfOut: make([]scheduler.Flow, 0, n),
 		// Different workers start their IP IDs apart.
 		ipid: uint16(id) << 13,
 	}
@@ -71,6 +89,9 @@ func (w *worker) round(n int) {
 	w.now = w.d.now()
 	w.tx = w.tx[:0]
 	w.nAux = 0
+	if n >= prefetchMinBatch {
+		w.prefetch(n)
+	}
 	for i := 0; i < n; i++ {
 		bp := &w.rx[i]
 		if d := w.handle(bp); d != 0 {
@@ -90,6 +111,48 @@ func (w *worker) round(n int) {
 	for i := 0; i < n; i++ {
 		w.rx[i].Off = engine.Headroom
 	}
+}
+
+// prefetch warms the CPU caches for the connection-table lookups of the
+// batch before its frames are handled one by one: it parses each frame's
+// headers to its flow and has the table load every bucket head, then every
+// chain's first entry, as independent loads whose memory latencies overlap
+// instead of adding up frame after frame. Only while the table is larger
+// than the caches: with a small, hot table it would cost a second parse for
+// nothing.
+func (w *worker) prefetch(n int) {
+	ct := w.d.ct
+	if w.now >= w.sizeCheck {
+		w.bigTable = ct.Len() >= prefetchMinConns
+		w.sizeCheck = w.now + prefetchRecheck
+	}
+	if !w.bigTable {
+		return
+	}
+	tab := w.d.table.Load()
+	in, out := w.pfIn[:0], w.pfOut[:0]
+	p := &w.p
+	for i := 0; i < n && i < cap(in); i++ {
+		bp := &w.rx[i]
+		buf := bp.Buf[:bp.Off+bp.Len]
+		var pd pkt.Drop
+		if w.d.cfg.L3 {
+			pd = pkt.ParseIP(buf, bp.Off, p)
+		} else {
+			pd = pkt.ParseEthernet(buf, bp.Off, p)
+		}
+		if pd != pkt.DropNone || p.Flags&pkt.FlagPorts == 0 || p.Flags&pkt.FlagICMPError != 0 {
+			continue
+		}
+		f := scheduler.Flow{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto, IPv6: !pkt.IsV4(&p.Src)}
+		if tab.lookup(p.Proto, &p.Dst, p.DstPort) != nil {
+			in = append(in, f)
+		} else {
+			out = append(out, f)
+		}
+	}
+	w.pfSink ^= ct.PrefetchIn(in) ^ ct.PrefetchOut(out)
+	w.pfIn, w.pfOut = in, out
 }
 
 // auxSlot returns a free slot for an originated frame, or nil when the
