@@ -72,7 +72,20 @@ type AFPacketConfig struct {
 	// TxRingFrames is the number of 2 KiB frames in each TX ring. Default
 	// 1024.
 	TxRingFrames int
+	// XDP adds the XDP fast lane (see the package documentation): XDPOff
+	// (""), XDPNative (the driver's XDP hook) or XDPGeneric (the kernel's
+	// generic hook, for drivers without native XDP). Every interface needs
+	// at least Workers receive queues: worker w's AF_XDP sockets take
+	// queue w.
+	XDP string
 }
+
+// XDP modes of AFPacketConfig.XDP.
+const (
+	XDPOff     = ""
+	XDPNative  = "native"
+	XDPGeneric = "generic"
+)
 
 // Defaults of AFPacketConfig.
 const (
@@ -134,6 +147,11 @@ func (c *AFPacketConfig) withDefaults() (AFPacketConfig, error) {
 	}
 	if d.SendBuffer == 0 {
 		d.SendBuffer = DefaultSendBuffer
+	}
+	switch d.XDP {
+	case XDPOff, XDPNative, XDPGeneric:
+	default:
+		return d, fmt.Errorf("%w: afpacket: XDP mode %q (want %q, %q or off)", ErrBadConfig, d.XDP, XDPNative, XDPGeneric)
 	}
 	if d.Filter != nil {
 		if err := d.Filter.Validate(); err != nil {

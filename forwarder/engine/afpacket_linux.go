@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -21,6 +23,7 @@ type AFPacket struct {
 	queues []*afpQueue
 	qs     []Queue
 	fanout [numIfaces]uint16 // fanout group id per interface
+	xdp    *xdpLane          // the XDP fast lane, nil when off
 
 	closed atomic.Bool
 	mu     sync.Mutex // control plane: SetFilter, Stats (read-and-reset kernel counters), Close
@@ -96,6 +99,9 @@ type afpQueue struct {
 	wake    int
 	next    int
 	tx      [numIfaces]txSock
+	xsks    []*xskSock          // the XDP fast lane's sockets, one per interface
+	xskOut  [numIfaces]*xskSock // the socket Write uses per interface, nil: AF_PACKET
+	xskSeen [][3]uint64         // per socket: the kernel's cumulative drop counters last added
 	batch   int
 	c       counters
 }
@@ -127,6 +133,19 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 			return nil, err
 		}
 	}
+	if c.XDP != XDPOff {
+		for i, ifi := range e.ifis {
+			if ifi == nil {
+				continue
+			}
+			if n := rxQueues(ifi.Name); n < c.Workers {
+				return nil, fmt.Errorf("%w: afpacket: xdp: %s interface %s has %d receive queue(s); %d workers need as many (ethtool -L, or numrxqueues for a veth)", ErrBadConfig, Iface(i), ifi.Name, n, c.Workers)
+			}
+		}
+		if e.xdp, err = openXDPLane(e.ifis, c.XDP, c.Workers); err != nil {
+			return nil, err
+		}
+	}
 	for w := 0; w < c.Workers; w++ {
 		q, err := e.openQueue(w, filter)
 		if q != nil {
@@ -138,7 +157,29 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 			return nil, err
 		}
 	}
+	if e.xdp != nil {
+		if err := e.xdp.setFilter(c.Filter); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// rxQueues returns the number of receive queues of the interface (its
+// rx-N entries in sysfs), 1 when sysfs does not tell.
+func rxQueues(name string) int {
+	ents, err := os.ReadDir("/sys/class/net/" + name + "/queues")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "rx-") {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 func assembleFilter(spec *FilterSpec) ([]unix.SockFilter, error) {
@@ -188,6 +229,20 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 			return nil, err
 		}
 		q.tx[i] = t
+		if e.xdp != nil {
+			x, err := openXSK(ifi, Iface(i), w, e.cfg.BatchSize)
+			if err != nil {
+				q.release()
+				return nil, err
+			}
+			q.xsks = append(q.xsks, x)
+			q.xskSeen = append(q.xskSeen, [3]uint64{})
+			q.xskOut[i] = x
+			if err := e.xdp.register(Iface(i), w, x.fd); err != nil {
+				q.release()
+				return nil, err
+			}
+		}
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
@@ -197,6 +252,9 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 	q.wake = wake
 	for _, r := range q.rings {
 		q.pfds = append(q.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
+	}
+	for _, x := range q.xsks {
+		q.pfds = append(q.pfds, unix.PollFd{Fd: int32(x.fd), Events: unix.POLLIN})
 	}
 	q.pfds = append(q.pfds, unix.PollFd{Fd: int32(wake), Events: unix.POLLIN})
 	return q, nil
@@ -395,6 +453,13 @@ func (e *AFPacket) SetFilter(spec FilterSpec) error {
 			}
 		}
 	}
+	if e.xdp != nil {
+		// After the classic filters: the fast lane's match stays a subset
+		// of what the rings accept at every moment.
+		if err := e.xdp.setFilter(&spec); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -411,6 +476,16 @@ func (e *AFPacket) Stats() Stats {
 					q.c.kPackets.Add(uint64(ks.Packets))
 					q.c.kDrops.Add(uint64(ks.Drops))
 					q.c.kFreezes.Add(uint64(ks.Freeze_q_cnt))
+				}
+			}
+			for i, x := range q.xsks {
+				// Cumulative, unlike PACKET_STATISTICS: add what is new.
+				if xs, err := x.stats(); err == nil {
+					now := [3]uint64{xs.Rx_dropped, xs.Rx_ring_full, xs.Rx_fill_ring_empty_descs}
+					for k := range now {
+						q.c.kDrops.Add(now[k] - q.xskSeen[i][k])
+					}
+					q.xskSeen[i] = now
 				}
 			}
 		}
@@ -442,6 +517,9 @@ func (e *AFPacket) Close() error {
 		q.txMu.Unlock()
 		q.rxMu.Unlock()
 	}
+	if e.xdp != nil {
+		e.xdp.close()
+	}
 	return nil
 }
 
@@ -467,6 +545,10 @@ func (q *afpQueue) release() {
 			q.tx[i].fd = -1
 		}
 	}
+	for _, x := range q.xsks {
+		x.close()
+	}
+	q.xsks, q.xskOut = nil, [numIfaces]*xskSock{}
 	if q.wake >= 0 {
 		unix.Close(q.wake)
 		q.wake = -1
@@ -492,6 +574,12 @@ func (q *afpQueue) Read(pkts []Packet) (int, error) {
 		}
 		n := 0
 		var bytes, tooBig, outgoing uint64
+		for _, x := range q.xsks {
+			if n == len(pkts) {
+				break
+			}
+			n += x.read(pkts[n:], &bytes, &tooBig)
+		}
 		nr := len(q.rings)
 		for k := 0; k < nr && n < len(pkts); k++ {
 			r := &q.rings[(q.next+k)%nr]
@@ -648,6 +736,14 @@ func (q *afpQueue) Write(pkts []Packet) (int, error) {
 	sent := 0
 	var dropped uint64
 	for iface := Iface(0); iface < numIfaces; iface++ {
+		if x := q.xskOut[iface]; x != nil {
+			var calls uint64
+			k, b := x.write(pkts, &dropped, &calls)
+			sent += k
+			q.c.txBytes.Add(b)
+			q.c.txCalls.Add(calls)
+			continue
+		}
 		t := &q.tx[iface]
 		if t.ring != nil {
 			sent += q.writeRing(t, iface, pkts, &dropped)
