@@ -184,7 +184,20 @@ type Director struct {
 	// handed over in blocks, at most 1 ms late at low rates) or RxRingV2
 	// (one slot per frame, no added latency, more CPU per frame).
 	RxRing RxRing
+	// XDP adds the AF_PACKET engine's XDP fast lane: XDPOff (default),
+	// XDPNative or XDPGeneric (see forwarder/engine).
+	XDP XDPMode
 }
+
+// XDPMode is the AF_PACKET engine's XDP fast lane setting.
+type XDPMode string
+
+// XDP modes.
+const (
+	XDPOff     XDPMode = "off"
+	XDPNative  XDPMode = "native"
+	XDPGeneric XDPMode = "generic"
+)
 
 // RxRing is the kind of AF_PACKET receive ring.
 type RxRing string
@@ -448,6 +461,7 @@ func New() *Config {
 		Director: Director{
 			Engine:         EngineAFPacket,
 			RxRing:         RxRingV3,
+			XDP:            XDPOff,
 			ControlSocket:  DefaultControlSocket,
 			MaxConnections: DefaultMaxConnections,
 			LogLevel:       DefaultLogLevel,

@@ -24,7 +24,7 @@ func TestLoadExample(t *testing.T) {
 	c := mustLoad(t, "testdata/example.toml")
 	want := &Config{
 		Director: Director{PublicInterface: "eth0", PrivateInterface: "eth1", Engine: EngineAFPacket,
-			ControlSocket: "/run/ulvs/ulvsd.sock", MaxConnections: DefaultMaxConnections, LogLevel: "info", ConnTableBits: 12, RxRing: RxRingV3},
+			ControlSocket: "/run/ulvs/ulvsd.sock", MaxConnections: DefaultMaxConnections, LogLevel: "info", ConnTableBits: 12, RxRing: RxRingV3, XDP: XDPOff},
 		Timeouts:  Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		Conntrack: Conntrack{ConnReuseMode: 1},
 		VirtualServers: []VirtualServer{
@@ -127,6 +127,7 @@ func TestBadFiles(t *testing.T) {
 		{"no public interface", "[director]\nengine = \"tun\"\n", []string{"bad.toml:1: director.public_interface: missing (the interface where clients' traffic arrives)"}, ErrInvalid},
 		{"engine", head + "engine = \"xdp\"\n", []string{`bad.toml:3: director.engine: "xdp" (want afpacket or tun)`}, ErrInvalid},
 		{"rx_ring", head + "rx_ring = \"v1\"\n", []string{`bad.toml:3: director.rx_ring: "v1" (want v3 or v2)`}, ErrInvalid},
+		{"xdp", head + "xdp = \"zerocopy\"\n", []string{`bad.toml:3: director.xdp: "zerocopy" (want off, native or generic)`}, ErrInvalid},
 		{"workers", head + "workers = -1\n", []string{"bad.toml:3: director.workers: -1 out of range 0..1024"}, ErrInvalid},
 		{"socket", head + "control_socket = \"ulvs.sock\"\n", []string{`bad.toml:3: director.control_socket: "ulvs.sock" must be an absolute path`}, ErrInvalid},
 		{"log level", head + "log_level = \"loud\"\n", []string{`bad.toml:3: director.log_level: "loud" (want one of trace, debug, info, warn, error)`}, ErrInvalid},
@@ -331,5 +332,24 @@ func TestRxRing(t *testing.T) {
 	ch := Diff(old, c)
 	if !slices.Contains(ch.Restart, "director.rx_ring") {
 		t.Fatalf("a changed rx_ring must need a restart: %+v", ch.Restart)
+	}
+}
+
+func TestXDPSetting(t *testing.T) {
+	c, err := Parse([]byte("[director]\npublic_interface = \"eth0\"\nxdp = \"native\"\n"), "xdp.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Director.XDP != XDPNative {
+		t.Fatalf("xdp = %q, want native", c.Director.XDP)
+	}
+	old := New()
+	old.Director.PublicInterface = "eth0"
+	if ch := Diff(old, c); !slices.Contains(ch.Restart, "director.xdp") {
+		t.Fatalf("a changed xdp must need a restart: %+v", ch.Restart)
+	}
+	_, err = Parse([]byte("[director]\npublic_interface = \"tun0\"\nengine = \"tun\"\nxdp = \"generic\"\n"), "tunxdp.toml")
+	if err == nil || !strings.Contains(err.Error(), "tunxdp.toml:4: director.xdp") || !strings.Contains(err.Error(), "TUN engine") {
+		t.Fatalf("xdp with the TUN engine: %v, want an error at tunxdp.toml:4", err)
 	}
 }

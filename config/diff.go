@@ -116,6 +116,7 @@ func Diff(old, new *Config) Changes {
 		{"director.conn_table_bits", od.ConnTableBits, nd.ConnTableBits},
 		{"director.health_max_in_flight", od.HealthMaxInFlight, nd.HealthMaxInFlight},
 		{"director.rx_ring", od.RxRing, nd.RxRing},
+		{"director.xdp", od.XDP, nd.XDP},
 	} {
 		if f.a != f.b {
 			ch.Restart = append(ch.Restart, f.key)

@@ -25,6 +25,7 @@ func Marshal(c *Config) []byte {
 	kv(&b, "", "conn_table_bits", fmt.Sprint(d.ConnTableBits))
 	kv(&b, "", "health_max_in_flight", fmt.Sprint(d.HealthMaxInFlight))
 	kv(&b, "", "rx_ring", quote(string(d.RxRing)))
+	kv(&b, "", "xdp", quote(string(d.XDP)))
 	b.WriteString("\n[timeouts]\n")
 	kv(&b, "", "tcp", durString(c.Timeouts.TCP))
 	kv(&b, "", "tcpfin", durString(c.Timeouts.TCPFin))

@@ -41,6 +41,7 @@ type rawDirector struct {
 	ConnTableBits     any `toml:"conn_table_bits"`
 	HealthMaxInFlight any `toml:"health_max_in_flight"`
 	RxRing            any `toml:"rx_ring"`
+	XDP               any `toml:"xdp"`
 }
 
 type rawTimeouts struct {
@@ -86,7 +87,7 @@ var schema = map[string]bool{
 	"director": true, "director.public_interface": true, "director.private_interface": true,
 	"director.engine": true, "director.workers": true, "director.control_socket": true,
 	"director.max_connections": true, "director.log_level": true, "director.conn_table_bits": true,
-	"director.rx_ring": true, "timeouts": true, "timeouts.tcp": true, "timeouts.tcpfin": true, "timeouts.udp": true,
+	"director.rx_ring": true, "director.xdp": true, "timeouts": true, "timeouts.tcp": true, "timeouts.tcpfin": true, "timeouts.udp": true,
 	"conntrack": true, "conntrack.expire_nodest_conn": true, "conntrack.expire_quiescent_template": true,
 	"conntrack.conn_reuse_mode": true, "conntrack.sloppy_tcp": true,
 	"virtual_server": true, "virtual_server.protocol": true, "virtual_server.address": true,
@@ -373,6 +374,10 @@ func build(raw *rawFile, md toml.MetaData, l *errList) *Config {
 	var ring string
 	if getString(l, "director.rx_ring", raw.Director.RxRing, &ring) {
 		d.RxRing = RxRing(ring)
+	}
+	var xdp string
+	if getString(l, "director.xdp", raw.Director.XDP, &xdp) {
+		d.XDP = XDPMode(xdp)
 	}
 
 	getDuration(l, "timeouts.tcp", raw.Timeouts.TCP, &c.Timeouts.TCP)

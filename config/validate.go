@@ -122,6 +122,14 @@ func (c *Config) validate(l *errList) {
 	default:
 		l.add("director.rx_ring", ErrInvalid, "%q (want v3 or v2)", string(d.RxRing))
 	}
+	switch d.XDP {
+	case XDPOff, XDPNative, XDPGeneric:
+	default:
+		l.add("director.xdp", ErrInvalid, "%q (want off, native or generic)", string(d.XDP))
+	}
+	if d.XDP != XDPOff && d.Engine == EngineTUN {
+		l.add("director.xdp", ErrInvalid, "%q needs engine = \"afpacket\" (the TUN engine has no XDP lane)", string(d.XDP))
+	}
 	if d.Workers < 0 || d.Workers > MaxWorkers {
 		l.add("director.workers", ErrInvalid, "%d out of range 0..%d", d.Workers, MaxWorkers)
 	}

@@ -63,6 +63,9 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 		}
 	default:
 		acfg := engine.AFPacketConfig{Public: names[0], Workers: cfg.Director.Workers, RxRingV2: cfg.Director.RxRing == config.RxRingV2}
+		if cfg.Director.XDP != config.XDPOff {
+			acfg.XDP = string(cfg.Director.XDP)
+		}
 		if len(names) > 1 {
 			acfg.Private = names[1]
 		}
@@ -138,7 +141,7 @@ func start(ctx context.Context, cfg *config.Config, path string, log zerolog.Log
 	}
 	ev := log.Info().Strs("interfaces", names).Int("workers", len(d.eng.Queues()))
 	if d.tun == nil {
-		ev = ev.Str("rx_ring", string(cfg.Director.RxRing))
+		ev = ev.Str("rx_ring", string(cfg.Director.RxRing)).Str("xdp", string(cfg.Director.XDP))
 	}
 	ev.Int("virtual_services", len(cfg.VirtualServers)).Str("control_socket", sockPath).Msg("started")
 	return d, nil
