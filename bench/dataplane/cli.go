@@ -51,6 +51,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&o.Rate, "rate", 0, "pace the generator at this many `pps` (0: as fast as it can)")
 	fs.StringVar(&o.Timeouts, "timeouts", "", "ulvsd's timeouts as ipvsadm --set takes them: `TCP,TCPFIN,UDP` seconds (default: ulvsd's)")
 	fs.BoolVar(&o.IngressDrop, "ingress-drop", false, "while ulvsd runs, drop VIP traffic at the director's netdev ingress (after ulvsd's rings saw it) so the kernel's IP layer skips it")
+	fs.BoolVar(&o.NAPIThreads, "napi-threads", false, "in the pinned ulvsd rows without XDP too, receive in threaded-NAPI threads pinned to the director CPU at nice 19 instead of the RPS softirq")
+	fs.StringVar(&o.XDP, "xdp", "", "also measure ulvsd DR, NAT and TUN with the XDP fast lane in this `mode` (native or generic)")
 	fs.BoolVar(&o.NoPPS, "no-pps", false, "skip the UDP packet-rate measurements (and the scaling)")
 	fs.BoolVar(&o.NoScaling, "no-scaling", false, "skip the 1 -> 2 worker scaling")
 	fs.IntVar(&o.Nice, "nice", def.Nice, "nice value of the generator, ulvsd, HAProxy, nginx and wrk (-20..19)")
@@ -146,6 +148,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("%w: --timeouts %q: want TCP,TCPFIN,UDP in seconds, e.g. 900,120,300", ErrUsage, o.Timeouts)
 	case o.Rate < 0 || o.Rate > 100_000_000:
 		return fmt.Errorf("%w: --rate %d out of range (0..100000000 pps)", ErrUsage, o.Rate)
+	case o.XDP != "" && o.XDP != "native" && o.XDP != "generic":
+		return fmt.Errorf("%w: --xdp %q: want native or generic", ErrUsage, o.XDP)
 	case o.Nice < -20 || o.Nice > 19:
 		return fmt.Errorf("%w: --nice %d out of range (-20..19)", ErrUsage, o.Nice)
 	case o.TCPConns < 0 || o.TCPConns > 4000:

@@ -60,7 +60,17 @@ type Options struct {
 	// on the director's public interface that drops VIP traffic after
 	// ulvsd's AF_PACKET rings have seen it, so the kernel's IP layer
 	// never processes it (forwarder/engine documents this set-up).
-	IngressDrop bool   `json:"ingress_drop,omitempty"`
+	IngressDrop bool `json:"ingress_drop,omitempty"`
+	// XDP adds rows of ulvsd DR, NAT and TUN with the engine's XDP fast
+	// lane in this mode ("native" or "generic"; "" adds none), and a TCP
+	// row of ulvsd NAT with it. Pinned native rows run the director's
+	// receive in NAPI threads (see NAPIThreads).
+	XDP string `json:"xdp,omitempty"`
+	// NAPIThreads runs, in the pinned ulvsd rows without XDP too, the
+	// director's receive work in threaded-NAPI kernel threads pinned to the
+	// director CPU at nice 19 (GRO on, which gives a veth its NAPI
+	// context), instead of the RPS softirq.
+	NAPIThreads bool   `json:"napi_threads,omitempty"`
 	NoTCP       bool   `json:"no_tcp"`
 	NoPPS       bool   `json:"no_pps"`
 	NoScaling   bool   `json:"no_scaling"`

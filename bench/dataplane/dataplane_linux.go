@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ulvs/ulvs/lab"
+	"golang.org/x/sys/unix"
 )
 
 // bench is one run: a lab and what was started in it.
@@ -444,12 +445,23 @@ func (b *bench) measurePPS(ctx context.Context, rep *Report) error {
 
 	// ulvsd, each method, one worker pinned to the director CPU.
 	for _, m := range []string{"dr", "nat", "tun"} {
-		r, err := b.ulvsdRow(ctx, m, 1, b.dcpu, b.o.Profile != "" && m == "nat")
+		r, err := b.ulvsdRow(ctx, m, 1, b.dcpu, b.o.Profile != "" && m == "nat" && b.o.XDP == "", "")
 		if err != nil {
 			return err
 		}
 		r.Placement = pinned
 		rep.PPS = append(rep.PPS, r)
+	}
+	// The same with the XDP fast lane, when asked for.
+	if b.o.XDP != "" {
+		for _, m := range []string{"dr", "nat", "tun"} {
+			r, err := b.ulvsdRow(ctx, m, 1, b.dcpu, b.o.Profile != "" && m == "nat", b.o.XDP)
+			if err != nil {
+				return err
+			}
+			r.Placement = pinned
+			rep.PPS = append(rep.PPS, r)
+		}
 	}
 	var nft float64
 	for _, r := range rep.PPS {
@@ -492,7 +504,7 @@ func (b *bench) measurePPS(ctx context.Context, rep *Report) error {
 			return err
 		}
 		for _, w := range []int{1, 2} {
-			r, err := b.ulvsdRow(ctx, "nat", w, -1, false)
+			r, err := b.ulvsdRow(ctx, "nat", w, -1, false, "")
 			if err != nil {
 				b.gcpu = saved
 				return err
@@ -531,6 +543,106 @@ func (b *bench) rps(ctx context.Context, on bool) error {
 	return nil
 }
 
+// napiNice is the nice value of the director's NAPI threads (see
+// threadedNAPI): the lowest priority, so the receive work yields to ulvsd.
+const napiNice = 19
+
+// threadedNAPI moves the receive work of the director's interfaces into
+// NAPI kernel threads pinned to the director CPU at nice napiNice, and
+// returns the func that undoes it.
+//
+// Why: in the kernel rows the director's whole work runs in the receive
+// softirq, steered to the director CPU with RPS. ulvsd splits it between
+// that receive path and its worker; at overload the softirq, which always
+// comes first, takes the CPU and the worker starves (receive livelock:
+// frames are received only to be dropped at the full ring). Threaded NAPI
+// makes the receive work an ordinary thread; at the lowest priority it
+// runs when the worker has nothing to do, so frames the worker cannot take
+// wait in the veth queue and are dropped by the sender before they cost
+// the director anything. A veth with an XDP program also receives in its
+// own NAPI context, scheduled and run on the sending CPU (the generator's)
+// where RPS does not apply; the pinned thread keeps that work on the
+// director CPU too. A veth has a NAPI context only with an XDP program or
+// GRO on: gro turns GRO on for the rows without XDP (and off again).
+func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
+	if b.dcpu < 0 {
+		return func() {}, nil
+	}
+	dir := b.host("dir1")
+	set := func(ctx context.Context, on bool) error {
+		v, g := 0, "off"
+		if on {
+			v, g = 1, "on"
+		}
+		for _, ifc := range dir.Ifaces {
+			if gro {
+				if _, err := b.sh(ctx, "dir1", "ethtool", "-K", ifc.Name, "gro", g); err != nil {
+					return err
+				}
+			}
+			// ip netns exec mounts the namespace's own /sys.
+			if _, err := b.sh(ctx, "dir1", "ip", "netns", "exec", dir.Netns, "sh", "-c", fmt.Sprintf("echo %d > /sys/class/net/%s/threaded", v, ifc.Name)); err != nil {
+				return fmt.Errorf("threaded NAPI on %s: %w", ifc.Name, err)
+			}
+		}
+		return nil
+	}
+	var names []string
+	for _, ifc := range dir.Ifaces {
+		names = append(names, ifc.Name)
+	}
+	before := napiThreads(names)
+	if err := set(ctx, true); err != nil {
+		return nil, err
+	}
+	restore := func() { set(context.WithoutCancel(ctx), false) }
+	var pids []int
+	for pid := range napiThreads(names) {
+		if !before[pid] {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) == 0 {
+		restore()
+		return nil, fmt.Errorf("threaded NAPI: no NAPI thread appeared for %s", strings.Join(names, ", "))
+	}
+	for _, pid := range pids {
+		if out, err := exec.CommandContext(ctx, "taskset", "-pc", strconv.Itoa(b.dcpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			restore()
+			return nil, fmt.Errorf("pinning NAPI thread %d: %v: %s", pid, err, out)
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, pid, napiNice); err != nil {
+			restore()
+			return nil, fmt.Errorf("nice of NAPI thread %d: %w", pid, err)
+		}
+	}
+	return restore, nil
+}
+
+// napiThreads returns the PIDs of the kernel's threaded-NAPI threads of
+// the named interfaces ("napi/<device>-<id>", cut to 15 characters).
+func napiThreads(ifaces []string) map[int]bool {
+	m := map[int]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		c, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		comm := strings.TrimSpace(string(c))
+		for _, n := range ifaces {
+			if p := "napi/" + n + "-"; strings.HasPrefix(comm, p) || strings.HasPrefix(p, comm) && len(comm) >= 15 {
+				m[pid] = true
+			}
+		}
+	}
+	return m
+}
+
 func (b *bench) dnatMap() string {
 	var m []string
 	for i, a := range b.rs {
@@ -551,21 +663,24 @@ func (b *bench) dnatRules() string {
 `, b.vip, p.UDPEchoPort, b.dnatMap(), b.vip, p.HTTPPort, b.dnatMap())
 }
 
-// startUlvsd starts ulvsd with the method, workers and receive ring (""
-// keeps ulvsd's default rx_ring), pinned to cpu (cpu < 0: not pinned), and
-// waits for its control socket.
-func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int, ring string) (*lab.Process, error) {
-	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.sock", method, workers, ring))
+// startUlvsd starts ulvsd with the method, workers, receive ring (""
+// keeps ulvsd's default rx_ring) and XDP fast lane ("": off), pinned to cpu
+// (cpu < 0: not pinned), and waits for its control socket.
+func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int, ring, xdp string) (*lab.Process, error) {
+	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s%s.sock", method, workers, ring, xdp))
 	extra := "log_level = \"warn\"\n"
 	if ring != "" {
 		extra += fmt.Sprintf("rx_ring = %q\n", ring)
+	}
+	if xdp != "" {
+		extra += fmt.Sprintf("xdp = %q\n", xdp)
 	}
 	if t := strings.Split(b.o.Timeouts, ","); len(t) == 3 {
 		extra += fmt.Sprintf("\n[timeouts]\ntcp = %s\ntcpfin = %s\nudp = %s\n", t[0], t[1], t[2])
 	}
 	cfg := b.l.DirectorConfig(lab.DirectorOptions{Workers: workers, ControlSocket: sock, UDP: true, Extra: extra})
 	cfg = strings.ReplaceAll(cfg, `method = "nat"`, fmt.Sprintf("method = %q", method))
-	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.toml", method, workers, ring))
+	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s%s.toml", method, workers, ring, xdp))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -598,16 +713,29 @@ func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int,
 	}
 }
 
-func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, profile bool) (Row, error) {
+func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, profile bool, xdp string) (Row, error) {
 	name := fmt.Sprintf("ulvsd %s", strings.ToUpper(method))
 	if cpu < 0 {
 		name = fmt.Sprintf("ulvsd %s, %d worker(s)", strings.ToUpper(method), workers)
 	}
-	pr, err := b.startUlvsd(ctx, method, workers, cpu, "")
+	if xdp != "" {
+		name += ", XDP " + xdp
+	}
+	pr, err := b.startUlvsd(ctx, method, workers, cpu, "", xdp)
 	if err != nil {
 		return Row{Name: name}, err
 	}
 	defer pr.Stop(3 * time.Second)
+	// The XDP lane's native mode needs the pinned NAPI threads to keep
+	// the receive work on the director CPU; NAPIThreads asks for them in
+	// the AF_PACKET rows too.
+	if cpu >= 0 && (xdp == "native" || b.o.NAPIThreads && xdp == "") {
+		restore, err := b.threadedNAPI(ctx, xdp == "")
+		if err != nil {
+			return Row{Name: name}, err
+		}
+		defer restore()
+	}
 	if b.o.IngressDrop {
 		ifc := b.host("dir1").Ifaces[0].Name
 		if err := b.nft(ctx, "dir1", fmt.Sprintf(`table netdev dpbvip {

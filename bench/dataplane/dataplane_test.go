@@ -90,7 +90,7 @@ func TestBuildFrames(t *testing.T) {
 }
 
 func TestMainBadArgs(t *testing.T) {
-	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}, {"--timeouts", "900,120"}, {"--rate", "-5"}} {
+	for _, args := range [][]string{{"--flows", "70000"}, {"--reps", "-1"}, {"extra"}, {"--nope"}, {"--timeouts", "900,120"}, {"--rate", "-5"}, {"--xdp", "zerocopy"}} {
 		var out, errb bytes.Buffer
 		if code := Main(args, &out, &errb); code != 2 {
 			t.Errorf("Main(%q) = %d, want 2 (stderr %q)", args, code, errb.String())
@@ -121,7 +121,7 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("building ulvsd: %v\n%s", err, out)
 	}
 	var out, errb bytes.Buffer
-	code := Main([]string{"--quick", "--json", "--ulvsd", bin}, &out, &errb)
+	code := Main([]string{"--quick", "--json", "--xdp", "native", "--ulvsd", bin}, &out, &errb)
 	t.Logf("progress:\n%s", errb.String())
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -133,7 +133,8 @@ func TestQuickRun(t *testing.T) {
 	if rep.Generator.PPS <= 0 {
 		t.Errorf("generator ceiling %v pps", rep.Generator.PPS)
 	}
-	want := []string{"kernel forwarding", "nftables DNAT", "ulvsd DR", "ulvsd NAT", "ulvsd TUN"}
+	want := []string{"kernel forwarding", "nftables DNAT", "ulvsd DR", "ulvsd NAT", "ulvsd TUN",
+		"ulvsd DR, XDP native", "ulvsd NAT, XDP native", "ulvsd TUN, XDP native"}
 	if len(rep.PPS) != len(want) {
 		t.Fatalf("%d packet-rate rows, want %d: %+v", len(rep.PPS), len(want), rep.PPS)
 	}
@@ -153,7 +154,7 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("scaling %s: %v pps", r.Name, r.PPS)
 		}
 	}
-	wantTCP := []string{"ulvsd NAT, rx_ring v3", "ulvsd NAT, rx_ring v2", "nftables DNAT", "HAProxy mode tcp"}
+	wantTCP := []string{"ulvsd NAT, rx_ring v3", "ulvsd NAT, rx_ring v2", "ulvsd NAT, XDP native", "nftables DNAT", "HAProxy mode tcp"}
 	if len(rep.TCP) != len(wantTCP) {
 		t.Fatalf("%d TCP rows, want %d: %+v", len(rep.TCP), len(wantTCP), rep.TCP)
 	}

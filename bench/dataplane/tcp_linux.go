@@ -146,9 +146,17 @@ func (b *bench) measureTCP(ctx context.Context, rep *Report) error {
 	// ulvsd NAT, one worker: with the default TPACKET_V3 receive ring
 	// (frames handed over in blocks, at most 1 ms late) and with V2 (a
 	// slot per frame, no added latency).
-	for _, ring := range []string{"v3", "v2"} {
-		name := "ulvsd NAT, rx_ring " + ring
-		pr, err := b.startUlvsd(ctx, "nat", 1, -1, ring)
+	type variant struct{ ring, xdp string }
+	variants := []variant{{"v3", ""}, {"v2", ""}}
+	if b.o.XDP != "" {
+		variants = append(variants, variant{"", b.o.XDP})
+	}
+	for _, v := range variants {
+		name := "ulvsd NAT, rx_ring " + v.ring
+		if v.xdp != "" {
+			name = "ulvsd NAT, XDP " + v.xdp
+		}
+		pr, err := b.startUlvsd(ctx, "nat", 1, -1, v.ring, v.xdp)
 		if err != nil {
 			return err
 		}
