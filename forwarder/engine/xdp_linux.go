@@ -22,13 +22,17 @@ import (
 //
 // Filter map keys: IPv4 address, port (network order), protocol, kind.
 // kind 0: a VIP's (address, protocol, port), port 0 for a service on every
-// port; kind 1: a real server's address (port and protocol 0).
+// port; kind 1: a real server's address (port and protocol 0); kind 2: one
+// of the director's own addresses. Traffic from a real server to the
+// director itself (health-check replies, the operator's ssh) is not the
+// NAT return path: it passes to the kernel, whose sockets wait for it.
 type xdpKey [8]byte
 
 const (
-	xdpKindVIP = 0
-	xdpKindRS  = 1
-	xdpMaxKeys = 1 << 16
+	xdpKindVIP   = 0
+	xdpKindRS    = 1
+	xdpKindLocal = 2
+	xdpMaxKeys   = 1 << 16
 )
 
 type xdpLane struct {
@@ -72,6 +76,14 @@ func xdpKeys(spec *FilterSpec) map[xdpKey]bool {
 		b := a.As4()
 		keys[xdpKey{b[0], b[1], b[2], b[3], 0, 0, 0, xdpKindRS}] = true
 	}
+	for _, d := range spec.DirectorAddrs {
+		a := d.Unmap()
+		if !a.Is4() {
+			continue
+		}
+		b := a.As4()
+		keys[xdpKey{b[0], b[1], b[2], b[3], 0, 0, 0, xdpKindLocal}] = true
+	}
 	return keys
 }
 
@@ -82,13 +94,14 @@ func xdpProgram(filterFD, xsksFD int) ebpfasm.Instructions {
 		etherIPv4 = 0x0008 // 0x0800 as a little-endian load of the frame's bytes
 		fragMask  = 0xff3f // MF and fragment offset (network order 0x3fff), little-endian
 	)
-	lookup := func() ebpfasm.Instructions {
+	// lookup looks the key at r10-8 up and jumps to onHit when it is there.
+	lookup := func(onHit string) ebpfasm.Instructions {
 		return ebpfasm.Instructions{
 			ebpfasm.LoadMapPtr(ebpfasm.R1, filterFD),
 			ebpfasm.Mov.Reg(ebpfasm.R2, ebpfasm.R10),
 			ebpfasm.Add.Imm(ebpfasm.R2, -8),
 			ebpfasm.FnMapLookupElem.Call(),
-			ebpfasm.JNE.Imm(ebpfasm.R0, 0, "redirect"),
+			ebpfasm.JNE.Imm(ebpfasm.R0, 0, onHit),
 		}
 	}
 	var p ebpfasm.Instructions
@@ -119,16 +132,23 @@ func xdpProgram(filterFD, xsksFD int) ebpfasm.Instructions {
 		ebpfasm.StoreMem(ebpfasm.R10, -2, ebpfasm.R9, ebpfasm.Byte),
 		ebpfasm.StoreImm(ebpfasm.R10, -1, xdpKindVIP, ebpfasm.Byte),
 	)
-	p = append(p, lookup()...)
+	p = append(p, lookup("redirect")...)
 	p = append(p, ebpfasm.StoreImm(ebpfasm.R10, -4, 0, ebpfasm.Half))
-	p = append(p, lookup()...)
+	p = append(p, lookup("redirect")...)
+	// (daddr, 0, 0, local): to the director itself, pass.
+	p = append(p,
+		ebpfasm.LoadMem(ebpfasm.R1, ebpfasm.R7, 14+16, ebpfasm.Word).WithSymbol("rs"),
+		ebpfasm.StoreMem(ebpfasm.R10, -8, ebpfasm.R1, ebpfasm.Word),
+		ebpfasm.StoreImm(ebpfasm.R10, -4, xdpKindLocal<<24, ebpfasm.Word),
+	)
+	p = append(p, lookup("pass")...)
 	// (saddr, 0, 0, RS): the NAT return path.
 	p = append(p,
-		ebpfasm.LoadMem(ebpfasm.R1, ebpfasm.R7, 14+12, ebpfasm.Word).WithSymbol("rs"),
+		ebpfasm.LoadMem(ebpfasm.R1, ebpfasm.R7, 14+12, ebpfasm.Word),
 		ebpfasm.StoreMem(ebpfasm.R10, -8, ebpfasm.R1, ebpfasm.Word),
 		ebpfasm.StoreImm(ebpfasm.R10, -4, xdpKindRS<<24, ebpfasm.Word),
 	)
-	p = append(p, lookup()...)
+	p = append(p, lookup("redirect")...)
 	p = append(p,
 		ebpfasm.Mov.Imm(ebpfasm.R0, xdpPass).WithSymbol("pass"),
 		ebpfasm.Return(),
@@ -225,8 +245,11 @@ func (l *xdpLane) setFilter(spec *FilterSpec) error {
 
 func (k xdpKey) String() string {
 	a := netip.AddrFrom4([4]byte{k[0], k[1], k[2], k[3]})
-	if k[7] == xdpKindRS {
+	switch k[7] {
+	case xdpKindRS:
 		return "real server " + a.String()
+	case xdpKindLocal:
+		return "director address " + a.String()
 	}
 	return fmt.Sprintf("VIP %s proto %d port %d", a, k[6], int(k[4])<<8|int(k[5]))
 }

@@ -26,10 +26,12 @@ func testXDPReceive(t *testing.T, mode string) {
 	ns.veth("ea", "eb")
 	vip := netip.MustParseAddr("10.0.0.100")
 	rs := netip.MustParseAddr("10.0.1.11")
+	dirAddr := netip.MustParseAddr("10.0.1.1")
 	spec := &FilterSpec{
-		VIPs:        []VIP{{Addr: vip, Protocol: 17, Port: 53}, {Addr: vip, Protocol: 6, Port: 0}, {Addr: vip6, Protocol: 6, Port: 443}},
-		RealServers: []netip.Addr{rs, rs6},
-		ARP:         true,
+		VIPs:          []VIP{{Addr: vip, Protocol: 17, Port: 53}, {Addr: vip, Protocol: 6, Port: 0}, {Addr: vip6, Protocol: 6, Port: 443}},
+		RealServers:   []netip.Addr{rs, rs6},
+		DirectorAddrs: []netip.Addr{dirAddr},
+		ARP:           true,
 	}
 	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec, XDP: mode})
 	gen := ns.rawSock("eb")
@@ -47,6 +49,9 @@ func testXDPReceive(t *testing.T, mode string) {
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 17, 0, true, ports(1000, 53, 8))),       // IPv4 options
 		ether(0x0800, ipv4(netip.MustParseAddr("192.0.2.1"), vip, 17, 0x2000, false, ports(1000, 53, 8))), // first fragment
 		ether(0x86dd, ipv6(cli6, vip6, 6, ports(40000, 443, 20))),
+		// A real server's reply to the director itself (a health check)
+		// must reach the kernel: the AF_PACKET lane only copies it.
+		ether(0x0800, ipv4(rs, dirAddr, 6, 0, false, ports(80, 40000, 20))),
 	}
 	rejected := [][]byte{
 		udp4("192.0.2.1", "10.0.0.100", 1000, 54),
