@@ -138,6 +138,9 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 			if ifi == nil {
 				continue
 			}
+			if room := xskFrameSize - unix.XDP_PACKET_HEADROOM; ifi.MTU+18 > room {
+				return nil, fmt.Errorf("%w: afpacket: xdp: %s interface %s has MTU %d; an AF_XDP frame holds %d bytes (MTU %d with Ethernet and VLAN headers)", ErrBadConfig, Iface(i), ifi.Name, ifi.MTU, room, room-18)
+			}
 			if n := rxQueues(ifi.Name); n < c.Workers {
 				return nil, fmt.Errorf("%w: afpacket: xdp: %s interface %s has %d receive queue(s); %d workers need as many (ethtool -L, or numrxqueues for a veth)", ErrBadConfig, Iface(i), ifi.Name, n, c.Workers)
 			}

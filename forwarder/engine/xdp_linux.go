@@ -165,11 +165,11 @@ func xdpProgram(filterFD, xsksFD int) ebpfasm.Instructions {
 // queues entries and the program, and attaches it in mode (XDPNative or
 // XDPGeneric) through a BPF link, which the kernel detaches by itself when
 // the process exits.
-func openXDPLane(ifis [numIfaces]*net.Interface, mode string, queues int) (l *xdpLane, err error) {
-	l = &xdpLane{keys: map[xdpKey]bool{}}
+func openXDPLane(ifis [numIfaces]*net.Interface, mode string, queues int) (_ *xdpLane, err error) {
+	l := &xdpLane{keys: map[xdpKey]bool{}}
 	defer func() {
 		if err != nil {
-			l.close()
+			l.close() // whatever was created before the failure
 		}
 	}()
 	l.filter, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ulvs_filter", Type: ebpf.Hash, KeySize: 8, ValueSize: 1, MaxEntries: xdpMaxKeys})
@@ -201,7 +201,11 @@ func openXDPLane(ifis [numIfaces]*net.Interface, mode string, queues int) (l *xd
 		}
 		l.links[i], err = link.AttachXDP(link.XDPOptions{Program: l.progs[i], Interface: ifi.Index, Flags: flags})
 		if err != nil {
-			return nil, fmt.Errorf("afpacket: xdp: attach in %s mode to %s: %w", mode, ifi.Name, err)
+			hint := ""
+			if mode == XDPNative {
+				hint = " (a driver without native XDP needs xdp = \"generic\")"
+			}
+			return nil, fmt.Errorf("afpacket: xdp: attach in %s mode to %s: %w; is another XDP program attached (ip link show %[2]s)?%s", mode, ifi.Name, err, hint)
 		}
 	}
 	return l, nil

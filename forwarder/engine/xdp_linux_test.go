@@ -191,6 +191,12 @@ func TestXDPConfigErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "receive queue") {
 		t.Errorf("2 workers on a 1-queue veth: %v, want a receive queue error", err)
 	}
+	ns.exec("ip", "link", "set", "ea", "mtu", "9000")
+	ns.do(func() { _, err = OpenAFPacket(AFPacketConfig{Public: "ea", Workers: 1, XDP: XDPNative}) })
+	if err == nil || !strings.Contains(err.Error(), "MTU 9000") {
+		t.Errorf("MTU 9000: %v, want an MTU error", err)
+	}
+	ns.exec("ip", "link", "set", "ea", "mtu", "1500")
 	ns.do(func() { _, err = OpenAFPacket(AFPacketConfig{Public: "ea", Workers: 1, XDP: "fast"}) })
 	if !errors.Is(err, ErrBadConfig) {
 		t.Errorf("mode fast: %v, want ErrBadConfig", err)
@@ -199,6 +205,11 @@ func TestXDPConfigErrors(t *testing.T) {
 	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, XDP: XDPNative})
 	if out := ns.exec("ip", "link", "show", "ea"); !strings.Contains(out, "xdp") {
 		t.Fatalf("no XDP program on ea while open:\n%s", out)
+	}
+	// A second engine on the same interface is refused whole.
+	ns.do(func() { _, err = OpenAFPacket(AFPacketConfig{Public: "ea", Workers: 1, XDP: XDPNative}) })
+	if err == nil || !strings.Contains(err.Error(), "attach in native mode to ea") {
+		t.Errorf("second XDP engine on ea: %v, want an attach error", err)
 	}
 	e.Close()
 	if out := ns.exec("ip", "link", "show", "ea"); strings.Contains(out, "xdp") {
