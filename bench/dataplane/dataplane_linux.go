@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ulvs/ulvs/control"
 	"github.com/ulvs/ulvs/lab"
 	"golang.org/x/sys/unix"
 )
@@ -591,16 +592,17 @@ func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
 	for _, ifc := range dir.Ifaces {
 		names = append(names, ifc.Name)
 	}
-	before := napiThreads(names)
 	if err := set(ctx, true); err != nil {
 		return nil, err
 	}
 	restore := func() { set(context.WithoutCancel(ctx), false) }
+	// Every NAPI thread named after the director's interfaces: the
+	// threads may predate this call (a veth keeps them across an XDP
+	// detach and attach), and in this lab no other namespace runs
+	// threaded NAPI on devices of these names.
 	var pids []int
 	for pid := range napiThreads(names) {
-		if !before[pid] {
-			pids = append(pids, pid)
-		}
+		pids = append(pids, pid)
 	}
 	if len(pids) == 0 {
 		restore()
@@ -757,6 +759,7 @@ func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, p
 		}
 	}
 	r, err := b.row(ctx, name, "", b.frame.vip, b.rsCount, b.dirCPUs())
+	b.engineLine(method, workers, xdp)
 	if stopProf != nil {
 		if perr := stopProf(); perr != nil && err == nil {
 			fmt.Fprintf(b.log, "  profile: %v\n", perr)
@@ -767,6 +770,29 @@ func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, p
 		fmt.Fprintf(b.log, "  ulvsd log: %s\n", tail(string(out), 2000))
 	}
 	return r, err
+}
+
+// engineLine prints how ulvsd's engine batched during the row: frames per
+// wake-up of its worker (a Read that had to wait in poll), per transmit
+// system call, and the kernel's drops at its rings.
+func (b *bench) engineLine(method string, workers int, xdp string) {
+	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.sock", method, workers, xdp))
+	var st struct {
+		Engine map[string]uint64 `json:"engine"`
+	}
+	if err := control.NewClient(sock).Status(&st); err != nil {
+		fmt.Fprintf(b.log, "  engine: %v\n", err)
+		return
+	}
+	e := st.Engine
+	per := func(a, b uint64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return float64(a) / float64(b)
+	}
+	fmt.Fprintf(b.log, "  engine: %d frames read, %.1f per wake-up, %.1f per transmit call, %d dropped at the rings\n",
+		e["RxFrames"], per(e["RxFrames"], e["RxPolls"]), per(e["TxFrames"], e["TxCalls"]), e["KernelDrops"])
 }
 
 func tail(s string, n int) string {

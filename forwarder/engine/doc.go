@@ -150,6 +150,72 @@
 // the number of VIP addresses and real servers (ErrFilterTooLarge past
 // 4096 instructions).
 //
+// # XDP fast lane (AFPacketConfig.XDP)
+//
+// An AF_PACKET ring receives a copy: the kernel builds an skb for every
+// frame, runs its receive path up to the tap, copies the frame into the
+// ring, and then goes on processing (or dropping) the original. With XDP
+// set, the engine also attaches an XDP program to each interface (through
+// a BPF link, which the kernel removes when the process exits, even on a
+// crash) and opens, per worker and interface, an AF_XDP socket bound to
+// queue w of the interface, in copy mode (veth and most drivers have no
+// zero-copy AF_XDP). The program, assembled in Go with cilium/ebpf,
+// redirects to the socket of the queue a frame arrived on:
+//
+//   - IPv4 without options, unfragmented, TCP/UDP/SCTP to a VIP's protocol
+//     and port (or any port for a VIP with port 0);
+//   - IPv4 from a real server (FilterSpec.RealServers: the NAT return
+//     path), unless it is addressed to one of FilterSpec.DirectorAddrs
+//     (health-check replies and the director's own traffic go to the
+//     kernel, whose sockets wait for them).
+//
+// Everything else (ARP, NDP, IPv6, ICMP to a VIP, fragments, options) passes
+// to the kernel and reaches the AF_PACKET rings and their classic filter as
+// without XDP: the lane's match is a subset of the classic filter's, so the
+// data path receives the same frames either way. A frame whose queue has no
+// socket falls back to XDP_PASS. SetFilter updates the classic filters
+// first, then the lane's hash map (new keys, then stale ones), so the lane
+// never takes what the rings would refuse.
+//
+// Read drains the sockets' RX rings, then the AF_PACKET rings; each frame
+// is copied into the caller's slot and its UMEM frame handed back to the
+// fill ring at once. Write copies frames into free TX frames of the UMEM,
+// queues them on the TX ring and kicks the kernel with sendto(2) once per
+// batch (copy mode transmits only when kicked; XDP_MAX_TX_SKB_BUDGET raises
+// the kernel's 32 frames per kick to the batch size where the kernel has
+// it); sent frames come back on the completion ring. Neither allocates.
+// Kernel drops of the sockets (full RX ring, empty fill ring) are added to
+// Stats.KernelDrops; frames of the lane never pass a ring's filter, so
+// Stats.KernelPackets counts only the AF_PACKET lane.
+//
+// What it saves: the frame never enters the kernel's stack (no tap, no
+// ingress hook, no IP layer: no ingress-drop rule is needed for it), and
+// transmission skips the per-message work of sendmmsg. What it does not:
+// copy mode still copies each frame in and out of the UMEM, and the kernel
+// still builds an skb for every transmitted frame.
+//
+// Where the receive work runs matters more than what it costs. A veth with
+// an XDP program receives in its own NAPI context, which the sending CPU
+// schedules; RPS does not apply. With a NIC it is the CPU of the queue's
+// interrupt. If that CPU is the worker's, the receive softirq preempts the
+// worker and, offered more than the worker can take, spends the CPU on
+// frames that then find the socket's ring full (receive livelock).
+// Threaded NAPI (echo 1 > /sys/class/net/DEV/threaded) turns that work
+// into a kernel thread ("napi/DEV-ID") which can be pinned with taskset and
+// given a lower priority than the worker (nice 19): frames the worker
+// cannot take then wait in the device's queue and are dropped there, before
+// they cost anything. ulvsbench dataplane measures both placements.
+//
+// Limits: Linux 5.10 or later with CONFIG_XDP_SOCKETS; CAP_NET_ADMIN,
+// CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN); one XDP program per
+// interface (attaching fails if another is attached); every interface needs
+// at least Workers receive queues (a veth has one unless created with
+// numrxqueues); the MTU must fit a 2 KiB UMEM frame after the kernel's
+// 256-byte XDP headroom (MTU 1774 at most); frames of the lane are not seen
+// by tcpdump on the director (XDP runs before the taps; capture on the
+// peers); DirectorAddrs are the interfaces' addresses when the engine
+// started. Memory: 8 MiB of UMEM per socket.
+//
 // # TUN engine
 //
 // For L3-only networks where the VIPs are routed to the director and into
