@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -141,9 +139,6 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 			if room := xskFrameSize - unix.XDP_PACKET_HEADROOM; ifi.MTU+18 > room {
 				return nil, fmt.Errorf("%w: afpacket: xdp: %s interface %s has MTU %d; an AF_XDP frame holds %d bytes (MTU %d with Ethernet and VLAN headers)", ErrBadConfig, Iface(i), ifi.Name, ifi.MTU, room, room-18)
 			}
-			if n := rxQueues(ifi.Name); n < c.Workers {
-				return nil, fmt.Errorf("%w: afpacket: xdp: %s interface %s has %d receive queue(s); %d workers need as many (ethtool -L, or numrxqueues for a veth)", ErrBadConfig, Iface(i), ifi.Name, n, c.Workers)
-			}
 		}
 		if e.xdp, err = openXDPLane(e.ifis, c.XDP, c.Workers); err != nil {
 			return nil, err
@@ -167,22 +162,6 @@ func OpenAFPacket(cfg AFPacketConfig) (*AFPacket, error) {
 		}
 	}
 	return e, nil
-}
-
-// rxQueues returns the number of receive queues of the interface (its
-// rx-N entries in sysfs), 1 when sysfs does not tell.
-func rxQueues(name string) int {
-	ents, err := os.ReadDir("/sys/class/net/" + name + "/queues")
-	if err != nil {
-		return 1
-	}
-	n := 0
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "rx-") {
-			n++
-		}
-	}
-	return max(n, 1)
 }
 
 func assembleFilter(spec *FilterSpec) ([]unix.SockFilter, error) {

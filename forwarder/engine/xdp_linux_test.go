@@ -201,6 +201,20 @@ func TestXDPConfigErrors(t *testing.T) {
 	if !errors.Is(err, ErrBadConfig) {
 		t.Errorf("mode fast: %v, want ErrBadConfig", err)
 	}
+	// A veth made with two queues takes two workers, each with its socket.
+	ns.exec("ip", "link", "add", "qa", "numtxqueues", "2", "numrxqueues", "2", "type", "veth", "peer", "name", "qb", "numtxqueues", "2", "numrxqueues", "2")
+	ns.exec("ip", "link", "set", "qa", "up")
+	ns.exec("ip", "link", "set", "qb", "up")
+	two := openIn(t, ns, AFPacketConfig{Public: "qa", Workers: 2, XDP: XDPNative})
+	if n := len(two.Queues()); n != 2 {
+		t.Fatalf("%d queues, want 2", n)
+	}
+	for w, q := range two.queues {
+		if len(q.xsks) != 1 || q.xsks[0].queue != w {
+			t.Errorf("worker %d: sockets %+v, want one on queue %d", w, q.xsks, w)
+		}
+	}
+	two.Close()
 	// Nothing stays attached after a failed open or a Close.
 	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, XDP: XDPNative})
 	if out := ns.exec("ip", "link", "show", "ea"); !strings.Contains(out, "xdp") {

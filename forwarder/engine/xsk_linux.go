@@ -143,6 +143,11 @@ func openXSK(ifi *net.Interface, iface Iface, queue, batch int) (*xskSock, error
 	}
 	sa := &unix.SockaddrXDP{Flags: unix.XDP_COPY, Ifindex: uint32(ifi.Index), QueueID: uint32(queue)}
 	if err := unix.Bind(fd, sa); err != nil {
+		if err == unix.EINVAL && queue > 0 {
+			// The kernel refuses a queue beyond the device's active ones.
+			s.close()
+			return nil, fmt.Errorf("%w: afpacket: xdp: %s has no receive queue %d: with XDP every interface needs as many receive queues as workers (ethtool -L, or numrxqueues for a veth)", ErrBadConfig, ifi.Name, queue)
+		}
 		return fail("bind", err)
 	}
 	return s, nil
