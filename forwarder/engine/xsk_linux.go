@@ -233,6 +233,7 @@ func (s *xskSock) write(pkts []Packet, dropped *uint64, calls *uint64) (sent int
 		}
 		if len(s.free) == 0 {
 			if queued > 0 {
+				atomic.StoreUint32(s.tx.prod, s.tx.local)
 				s.kick(calls)
 				queued = 0
 			}
@@ -248,16 +249,17 @@ func (s *xskSock) write(pkts []Packet, dropped *uint64, calls *uint64) (sent int
 		d := s.tx.desc(s.tx.local)
 		d.Addr, d.Len, d.Options = a, uint32(p.Len), 0
 		s.tx.local++
-		atomic.StoreUint32(s.tx.prod, s.tx.local)
 		queued++
 		sent++
 		bytes += uint64(p.Len)
 		if queued == s.budget {
+			atomic.StoreUint32(s.tx.prod, s.tx.local) // publish, then kick
 			s.kick(calls)
 			queued = 0
 		}
 	}
 	if queued > 0 {
+		atomic.StoreUint32(s.tx.prod, s.tx.local)
 		s.kick(calls)
 	}
 	return sent, bytes
