@@ -319,36 +319,30 @@ func TestSchedFlags(t *testing.T) {
 	}
 }
 
-func TestRxRing(t *testing.T) {
-	c, err := Parse([]byte("[director]\npublic_interface = \"eth0\"\nrx_ring = \"v2\"\n"), "ring.toml")
-	if err != nil {
-		t.Fatal(err)
+// Engine settings of [director] parse, and a change needs a restart.
+func TestDirectorEngineSettings(t *testing.T) {
+	for _, c := range []struct {
+		line, key string
+		got       func(*Director) string
+		want      string
+	}{
+		{"rx_ring = \"v2\"", "director.rx_ring", func(d *Director) string { return string(d.RxRing) }, "v2"},
+		{"xdp = \"native\"", "director.xdp", func(d *Director) string { return string(d.XDP) }, "native"},
+	} {
+		c2, err := Parse([]byte("[director]\npublic_interface = \"eth0\"\n"+c.line+"\n"), "d.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := c.got(&c2.Director); g != c.want {
+			t.Errorf("%s: got %q, want %q", c.line, g, c.want)
+		}
+		old := New()
+		old.Director.PublicInterface = "eth0"
+		if ch := Diff(old, c2); !slices.Contains(ch.Restart, c.key) {
+			t.Errorf("a changed %s must need a restart: %+v", c.key, ch.Restart)
+		}
 	}
-	if c.Director.RxRing != RxRingV2 {
-		t.Fatalf("rx_ring = %q, want v2", c.Director.RxRing)
-	}
-	old := New()
-	old.Director.PublicInterface = "eth0"
-	ch := Diff(old, c)
-	if !slices.Contains(ch.Restart, "director.rx_ring") {
-		t.Fatalf("a changed rx_ring must need a restart: %+v", ch.Restart)
-	}
-}
-
-func TestXDPSetting(t *testing.T) {
-	c, err := Parse([]byte("[director]\npublic_interface = \"eth0\"\nxdp = \"native\"\n"), "xdp.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Director.XDP != XDPNative {
-		t.Fatalf("xdp = %q, want native", c.Director.XDP)
-	}
-	old := New()
-	old.Director.PublicInterface = "eth0"
-	if ch := Diff(old, c); !slices.Contains(ch.Restart, "director.xdp") {
-		t.Fatalf("a changed xdp must need a restart: %+v", ch.Restart)
-	}
-	_, err = Parse([]byte("[director]\npublic_interface = \"tun0\"\nengine = \"tun\"\nxdp = \"generic\"\n"), "tunxdp.toml")
+	_, err := Parse([]byte("[director]\npublic_interface = \"tun0\"\nengine = \"tun\"\nxdp = \"generic\"\n"), "tunxdp.toml")
 	if err == nil || !strings.Contains(err.Error(), "tunxdp.toml:4: director.xdp") || !strings.Contains(err.Error(), "TUN engine") {
 		t.Fatalf("xdp with the TUN engine: %v, want an error at tunxdp.toml:4", err)
 	}

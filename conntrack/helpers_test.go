@@ -149,3 +149,17 @@ func forceState(t testing.TB, tb *Table, c *Conn, st State) {
 func counts(s *testServer) [3]int32 {
 	return [3]int32{s.ActiveConns(), s.InactiveConns(), s.PersistentConns()}
 }
+
+// udpConn returns a table with one masq server for the UDP service
+// 192.0.2.1:53 and a connection to it, created at time 0.
+func udpConn(t testing.TB) (*Table, *testServer, scheduler.Flow, Conn) {
+	t.Helper()
+	tb := newTable(t, Config{MaxConns: 64})
+	srv, _ := addServer(t, tb, "10.1.0.1:53", MethodMasq, 0, 0)
+	f := flow("198.51.100.7", 5353, "192.0.2.1", 53, ProtoUDP)
+	var c Conn
+	if r := tb.Connect(svcOf("192.0.2.1", 53, ProtoUDP), &f, 0, 0, &fixedSched{d: srv.Dest}, &c); r != Created {
+		t.Fatal(r)
+	}
+	return tb, srv, f, c
+}

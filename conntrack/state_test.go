@@ -236,14 +236,7 @@ func TestSetTimeouts(t *testing.T) {
 }
 
 func TestUDPAlwaysInactiveAndRefreshed(t *testing.T) {
-	tb := newTable(t, Config{MaxConns: 64})
-	srv, _ := addServer(t, tb, "10.1.0.1:53", MethodMasq, 0, 0)
-	svc := svcOf("192.0.2.1", 53, ProtoUDP)
-	f := flow("198.51.100.7", 5353, "192.0.2.1", 53, ProtoUDP)
-	var c Conn
-	if r := tb.Connect(svc, &f, 0, 0, &fixedSched{d: srv.Dest}, &c); r != Created {
-		t.Fatal(r)
-	}
+	tb, srv, f, c := udpConn(t)
 	if c.State.Name(ProtoUDP) != "UDP" || c.Flags&FlagInactive == 0 {
 		t.Fatalf("UDP conn state %s flags %#x", c.State.Name(ProtoUDP), c.Flags)
 	}

@@ -11,14 +11,7 @@ import (
 // the 256 s wheel horizon) was re-filed into the very slot Sweep was
 // emptying, so Sweep looped forever holding the shard lock.
 func TestSweepRefilesPastTheHorizon(t *testing.T) {
-	tb := newTable(t, Config{MaxConns: 64})
-	srv, _ := addServer(t, tb, "10.1.0.1:53", MethodMasq, 0, 0)
-	svc := svcOf("192.0.2.1", 53, ProtoUDP)
-	f := flow("198.51.100.7", 5353, "192.0.2.1", 53, ProtoUDP)
-	var c Conn
-	if r := tb.Connect(svc, &f, 0, 0, &fixedSched{d: srv.Dest}, &c); r != Created {
-		t.Fatal(r)
-	}
+	tb, _, f, c := udpConn(t)
 	done := make(chan struct{})
 	var at atomic.Int64
 	go func() {

@@ -179,3 +179,36 @@ func (c *capture) syns(t *testing.T) []time.Time {
 	}
 	return out
 }
+
+// httpGetter returns a GET of url from host's namespace (a new connection
+// each time) that answers the body without surrounding space: "rs1".
+func httpGetter(l *lab.Lab, host, url string) func() (string, error) {
+	c := l.HTTPClient(host, 2*time.Second)
+	return func() (string, error) {
+		resp, err := c.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+}
+
+// waitAnswer calls get until it succeeds (ulvsd starting up), failing the
+// test with ulvsd's log after 20 s.
+func waitAnswer(t *testing.T, get func() (string, error), ulvsd *lab.Process) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := get()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			out, _ := ulvsd.Output()
+			t.Fatalf("no answer through the VIP: %v; ulvsd log:\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,27 +104,8 @@ func testTUNEngine(t *testing.T, mode lab.Mode, v6 bool) {
 	}
 	ulvsd := startULVSD(t, l, "dir1", cfgPath)
 
-	http := l.HTTPClient("client1", 2*time.Second)
-	get := func() (string, error) {
-		resp, err := http.Get("http://" + netip.AddrPortFrom(vip, uint16(p.HTTPPort)).String() + "/")
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b)), err
-	}
-	// Wait for the first answer (daemon start-up).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := get(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			out, _ := ulvsd.Output()
-			t.Fatalf("no answer through the VIP %s: %v; ulvsd log:\n%s", vip, err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(vip, uint16(p.HTTPPort)).String()+"/")
+	waitAnswer(t, get, ulvsd)
 
 	// The kernel state ulvsd installed.
 	if r := ip("dir1", fam, "route", "show", vip.String()+host); !strings.Contains(r, "dev "+tunDevice) {

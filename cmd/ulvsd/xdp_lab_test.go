@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,33 +47,13 @@ fall = 2
 	ulvsd := startULVSD(t, l, "dir1", cfgPath)
 	cli := control.NewClient(sock)
 
-	http := l.HTTPClient("client1", 2*time.Second)
-	url := "http://" + netip.AddrPortFrom(p.VIP4, uint16(p.HTTPPort)).String() + "/"
-	get := func() (string, error) {
-		resp, err := http.Get(url)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b)), err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := get(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			out, _ := ulvsd.Output()
-			t.Fatalf("no answer through the VIP; ulvsd log:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(p.VIP4, uint16(p.HTTPPort)).String()+"/")
+	waitAnswer(t, get, ulvsd)
 	if out, _ := ulvsd.Output(); !strings.Contains(string(out), `"xdp":"native"`) {
 		t.Errorf("ulvsd's start line does not report xdp native:\n%s", out)
 	}
 	// Three probes of each check, none failed.
-	deadline = time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		hs, err := cli.Health()
 		done := err == nil && len(hs) == len(p.RealServers())

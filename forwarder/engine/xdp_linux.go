@@ -68,22 +68,16 @@ func xdpKeys(spec *FilterSpec) map[xdpKey]bool {
 			keys[xdpKey{b[0], b[1], b[2], b[3], byte(port >> 8), byte(port), p, xdpKindVIP}] = true
 		}
 	}
-	for _, rs := range spec.RealServers {
-		a := rs.Unmap()
-		if !a.Is4() {
-			continue
+	addrKeys := func(addrs []netip.Addr, kind byte) {
+		for _, a := range addrs {
+			if a = a.Unmap(); a.Is4() {
+				b := a.As4()
+				keys[xdpKey{b[0], b[1], b[2], b[3], 0, 0, 0, kind}] = true
+			}
 		}
-		b := a.As4()
-		keys[xdpKey{b[0], b[1], b[2], b[3], 0, 0, 0, xdpKindRS}] = true
 	}
-	for _, d := range spec.DirectorAddrs {
-		a := d.Unmap()
-		if !a.Is4() {
-			continue
-		}
-		b := a.As4()
-		keys[xdpKey{b[0], b[1], b[2], b[3], 0, 0, 0, xdpKindLocal}] = true
-	}
+	addrKeys(spec.RealServers, xdpKindRS)
+	addrKeys(spec.DirectorAddrs, xdpKindLocal)
 	return keys
 }
 

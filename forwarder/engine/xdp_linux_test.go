@@ -149,32 +149,9 @@ func TestXDPTransmitZeroAlloc(t *testing.T) {
 			for i := range out {
 				out[i].Len = copy(out[i].Buf[Headroom:], udp4("192.0.2.1", "10.0.0.100", uint16(i), 80))
 			}
-			in := NewBatch(64, 0)
 			guard := time.AfterFunc(time.Minute, func() { rx.Close() })
 			defer guard.Stop()
-			loop := func() {
-				if n, err := tq.Write(out); err != nil || n != len(out) {
-					t.Fatalf("Write %d %v", n, err)
-				}
-				for got := 0; got < len(out); {
-					n, err := rq.Read(in[got:])
-					if err != nil {
-						t.Fatal(err)
-					}
-					got += n
-				}
-				for i := range out {
-					if !bytes.Equal(in[i].Frame(), out[i].Frame()) {
-						t.Fatalf("frame %d: got % x want % x", i, in[i].Frame(), out[i].Frame())
-					}
-				}
-			}
-			for i := 0; i < 100; i++ { // more than the UMEM's frames: both rings wrap
-				loop()
-			}
-			if a := testing.AllocsPerRun(50, loop); a != 0 {
-				t.Fatalf("steady-state Write+Read allocates %.1f times per batch", a)
-			}
+			roundTrips(t, tq, rq, out, 100) // 4800 frames, more than the UMEM's: both rings wrap
 			rs, ts := rx.Stats(), tx.Stats()
 			if rs.KernelPackets != 0 || ts.TxFrames != rs.RxFrames || ts.TxDropped != 0 || rs.KernelDrops != 0 {
 				t.Errorf("rx %+v tx %+v: want every frame through the fast lane, none lost", rs, ts)
