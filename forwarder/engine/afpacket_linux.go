@@ -99,7 +99,6 @@ type afpQueue struct {
 	tx      [numIfaces]txSock
 	xsks    []*xskSock          // the XDP fast lane's sockets, one per interface
 	xskOut  [numIfaces]*xskSock // the socket Write uses per interface, nil: AF_PACKET
-	xskSeen [][3]uint64         // per socket: the kernel's cumulative drop counters last added
 	batch   int
 	c       counters
 }
@@ -218,7 +217,6 @@ func (e *AFPacket) openQueue(w int, filter []unix.SockFilter) (*afpQueue, error)
 				return nil, err
 			}
 			q.xsks = append(q.xsks, x)
-			q.xskSeen = append(q.xskSeen, [3]uint64{})
 			q.xskOut[i] = x
 			if err := e.xdp.register(Iface(i), w, x.fd); err != nil {
 				q.release()
@@ -460,15 +458,8 @@ func (e *AFPacket) Stats() Stats {
 					q.c.kFreezes.Add(uint64(ks.Freeze_q_cnt))
 				}
 			}
-			for i, x := range q.xsks {
-				// Cumulative, unlike PACKET_STATISTICS: add what is new.
-				if xs, err := x.stats(); err == nil {
-					now := [3]uint64{xs.Rx_dropped, xs.Rx_ring_full, xs.Rx_fill_ring_empty_descs}
-					for k := range now {
-						q.c.kDrops.Add(now[k] - q.xskSeen[i][k])
-					}
-					q.xskSeen[i] = now
-				}
+			for _, x := range q.xsks {
+				q.c.kDrops.Add(x.newDrops())
 			}
 		}
 		qs := q.c.snapshot()

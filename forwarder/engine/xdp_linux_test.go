@@ -207,3 +207,34 @@ func TestXDPConfigErrors(t *testing.T) {
 		t.Fatalf("XDP program left on ea after Close:\n%s", out)
 	}
 }
+
+// Frames the socket's full RX ring cannot take are counted as kernel
+// drops, once each, and the ring's frames are all still read.
+func TestXDPRingFullCounted(t *testing.T) {
+	ns := newNS(t)
+	ns.veth("ea", "eb")
+	spec := &FilterSpec{VIPs: []VIP{{Addr: netip.MustParseAddr("10.0.0.100"), Protocol: 17}}}
+	e := openIn(t, ns, AFPacketConfig{Public: "ea", Workers: 1, Filter: spec, XDP: XDPNative})
+	gen := ns.rawSock("eb")
+	const sent = xskRingSize + 500
+	for i := 0; i < sent; i++ {
+		gen.send(t, udp4("192.0.2.1", "10.0.0.100", uint16(i), 80))
+	}
+	var s Stats
+	if !waitFor(5*time.Second, func() bool { s = e.Stats(); return s.KernelDrops > 0 }) {
+		t.Fatalf("stats %+v: no drops after %d frames into a ring of %d", s, sent, xskRingSize)
+	}
+	pkts := NewBatch(64, 0)
+	got := 0
+	for got < xskRingSize {
+		n, err := e.Queues()[0].Read(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	s = e.Stats() // a second read must not count the same drops again
+	if uint64(got)+s.KernelDrops != sent {
+		t.Errorf("read %d + dropped %d, want %d frames in all", got, s.KernelDrops, sent)
+	}
+}

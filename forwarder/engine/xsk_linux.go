@@ -32,7 +32,6 @@ type xskRing struct {
 	mem   []byte
 	prod  *uint32
 	cons  *uint32
-	flags *uint32
 	ents  unsafe.Pointer // first entry
 	mask  uint32
 	local uint32 // our index
@@ -56,9 +55,7 @@ type xskSock struct {
 	fill  xskRing
 	comp  xskRing
 	free  []uint64 // TX frames not in the kernel's hands
-	// budget is the most TX descriptors one sendto handles (the kernel's
-	// default is 32; raised with XDP_MAX_TX_SKB_BUDGET where supported).
-	budget int
+	drops uint64   // the kernel's cumulative rx_dropped, as last read
 }
 
 // openXSK opens an AF_XDP socket in copy mode bound to queue of ifi, with
@@ -115,12 +112,11 @@ func openXSK(ifi *net.Interface, iface Iface, queue, batch int) (*xskSock, error
 			return fail("mmap "+m.name+" ring", err)
 		}
 		*m.r = xskRing{
-			mem:   mem,
-			prod:  (*uint32)(unsafe.Pointer(&mem[m.o.Producer])),
-			cons:  (*uint32)(unsafe.Pointer(&mem[m.o.Consumer])),
-			flags: (*uint32)(unsafe.Pointer(&mem[m.o.Flags])),
-			ents:  unsafe.Pointer(&mem[m.o.Desc]),
-			mask:  xskRingSize - 1,
+			mem:  mem,
+			prod: (*uint32)(unsafe.Pointer(&mem[m.o.Producer])),
+			cons: (*uint32)(unsafe.Pointer(&mem[m.o.Consumer])),
+			ents: unsafe.Pointer(&mem[m.o.Desc]),
+			mask: xskRingSize - 1,
 		}
 	}
 	s.rx.local = atomic.LoadUint32(s.rx.cons)
@@ -137,9 +133,10 @@ func openXSK(ifi *net.Interface, iface Iface, queue, batch int) (*xskSock, error
 	for i := uint32(0); i < xskTxFrames; i++ {
 		s.free = append(s.free, uint64(xskRxFrames+i)*xskFrameSize)
 	}
-	s.budget = 32
-	if batch > s.budget && unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, batch) == nil {
-		s.budget = batch
+	// One sendto handles 32 descriptors by default; where the kernel lets
+	// it take a whole batch, kick needs one call per batch.
+	if batch > 32 {
+		_ = unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, batch)
 	}
 	sa := &unix.SockaddrXDP{Flags: unix.XDP_COPY, Ifindex: uint32(ifi.Index), QueueID: uint32(queue)}
 	if err := unix.Bind(fd, sa); err != nil {
@@ -233,7 +230,6 @@ func (s *xskSock) write(pkts []Packet, dropped *uint64, calls *uint64) (sent int
 		}
 		if len(s.free) == 0 {
 			if queued > 0 {
-				atomic.StoreUint32(s.tx.prod, s.tx.local)
 				s.kick(calls)
 				queued = 0
 			}
@@ -252,36 +248,25 @@ func (s *xskSock) write(pkts []Packet, dropped *uint64, calls *uint64) (sent int
 		queued++
 		sent++
 		bytes += uint64(p.Len)
-		if queued == s.budget {
-			atomic.StoreUint32(s.tx.prod, s.tx.local) // publish, then kick
-			s.kick(calls)
-			queued = 0
-		}
 	}
 	if queued > 0 {
-		atomic.StoreUint32(s.tx.prod, s.tx.local)
 		s.kick(calls)
 	}
 	return sent, bytes
 }
 
-// kick makes the kernel send what the TX ring holds (copy mode transmits
-// only from sendto). It returns when the kernel has consumed the ring or
-// refuses to go on (a full device queue: the rest stays queued for the next
-// kick).
+// kick publishes the queued descriptors and makes the kernel send them
+// (copy mode transmits only from sendto). It returns when the kernel has
+// consumed the ring, or after 64 calls that left some (a busy device: they
+// go with the next kick). EAGAIN means the per-call budget ran out with
+// descriptors left; EBUSY that the device dropped a frame or is busy.
 func (s *xskSock) kick(calls *uint64) {
+	atomic.StoreUint32(s.tx.prod, s.tx.local)
 	for tries := 0; tries < 64; tries++ {
 		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 		*calls++
 		switch errno {
-		case 0:
-			if atomic.LoadUint32(s.tx.cons) == s.tx.local {
-				return
-			}
-		case unix.EINTR, unix.EAGAIN:
-			// EAGAIN: the per-call budget ran out with descriptors left.
-		case unix.EBUSY:
-			// The device dropped a frame (counted by the kernel), or is busy.
+		case 0, unix.EINTR, unix.EAGAIN, unix.EBUSY:
 		default:
 			return
 		}
@@ -289,6 +274,21 @@ func (s *xskSock) kick(calls *uint64) {
 			return
 		}
 	}
+}
+
+// newDrops returns the frames the kernel dropped for this socket since the
+// last call (XDP_STATISTICS counts from the socket's start). rx_dropped
+// counts every dropped frame, a full RX ring and an empty fill ring
+// included; rx_ring_full counts some of the same frames again, so it is
+// not added.
+func (s *xskSock) newDrops() uint64 {
+	st, err := s.stats()
+	if err != nil {
+		return 0
+	}
+	n := st.Rx_dropped - s.drops
+	s.drops = st.Rx_dropped
+	return n
 }
 
 // stats returns the kernel's XDP_STATISTICS for the socket.
