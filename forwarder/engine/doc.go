@@ -206,7 +206,8 @@
 // cannot take then wait in the device's queue and are dropped there, before
 // they cost anything. ulvsbench dataplane measures both placements.
 //
-// Limits: Linux 5.10 or later with CONFIG_XDP_SOCKETS; CAP_NET_ADMIN,
+// Limits: a kernel with CONFIG_XDP_SOCKETS and BPF links for XDP (tested
+// on 6.18 only); CAP_NET_ADMIN,
 // CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN); one XDP program per
 // interface (attaching fails if another is attached); every interface needs
 // at least Workers receive queues (a veth has one unless created with
