@@ -177,8 +177,9 @@ func (b *bench) prepare(ctx context.Context) error {
 	// TIME_WAIT for 60 s. Through HAProxy that is often the client, which
 	// then runs short of its 28,232 ephemeral ports within a few runs:
 	// HAProxy's rows fell from about 20,000 to 600-7,000 new connections
-	// per second, from one run to the next, without an error (with 4 runs
-	// each: 3,369 and 6,987 without this setting, 18,615 with it). Reusing
+	// per second, from one run to the next, without an error (medians of
+	// 3 and of 4 runs: 3,369 and 6,987 without this setting; of 4 runs:
+	// 18,615 with it). Reusing
 	// TIME_WAIT ports for outgoing connections, as load generators do,
 	// keeps the measurement on the director.
 	if _, err := b.sh(ctx, "client1", "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"); err != nil {
