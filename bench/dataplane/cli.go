@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 )
@@ -192,6 +193,11 @@ func PrintTable(w io.Writer, r *Report) {
 			fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f%%\t\n", x.Name, x.PPS, x.RatioNFT, x.NsPerPkt, 100*x.Background)
 		}
 		tw.Flush()
+		for _, x := range r.PPS {
+			if strings.HasPrefix(x.Name, "engine floor") {
+				fmt.Fprintln(w, "engine floor: ulvsd's engine forwarding each frame to a real server's MAC with no LVS work (no parsing, scheduling or connection table): the I/O cost any director on this engine pays here")
+			}
+		}
 	}
 	if len(r.Scaling) > 0 {
 		fmt.Fprintln(w, "\nulvsd NAT scaling (unpinned, no RPS; ns/packet of all CPUs, generator included)")

@@ -502,6 +502,12 @@ func (b *bench) measurePPS(ctx context.Context, rep *Report) error {
 			r.Placement = pinned
 			rep.PPS = append(rep.PPS, r)
 		}
+		r, err := b.floorRow(ctx)
+		if err != nil {
+			return err
+		}
+		r.Placement = pinned
+		rep.PPS = append(rep.PPS, r)
 	}
 	var nft float64
 	for _, r := range rep.PPS {
@@ -639,13 +645,34 @@ func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
 	// threads may predate this call (a veth keeps them across an XDP
 	// detach and attach), and in this lab no other namespace runs
 	// threaded NAPI on devices of these names.
+	// Every interface must have its thread before any is pinned: the
+	// kernel starts them as it switches each device, and an interface
+	// whose thread is missed keeps its receive work wherever the scheduler
+	// puts the thread, the generator's CPU included, uncounted.
 	var pids []int
-	for pid := range napiThreads(names) {
-		pids = append(pids, pid)
-	}
-	if len(pids) == 0 {
-		restore()
-		return nil, fmt.Errorf("threaded NAPI: no NAPI thread appeared for %s", strings.Join(names, ", "))
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		threads := napiThreads(names)
+		var missing []string
+		for _, n := range names {
+			found := false
+			for _, ifc := range threads {
+				found = found || ifc == n
+			}
+			if !found {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			for pid := range threads {
+				pids = append(pids, pid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			restore()
+			return nil, fmt.Errorf("threaded NAPI: no NAPI thread appeared within 2 s for %s", strings.Join(missing, ", "))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, pid := range pids {
 		if out, err := exec.CommandContext(ctx, "taskset", "-pc", strconv.Itoa(b.dcpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
@@ -661,9 +688,10 @@ func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
 }
 
 // napiThreads returns the PIDs of the kernel's threaded-NAPI threads of
-// the named interfaces ("napi/<device>-<id>", cut to 15 characters).
-func napiThreads(ifaces []string) map[int]bool {
-	m := map[int]bool{}
+// the named interfaces ("napi/<device>-<id>", cut to 15 characters), each
+// with its interface's name.
+func napiThreads(ifaces []string) map[int]string {
+	m := map[int]string{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -677,7 +705,7 @@ func napiThreads(ifaces []string) map[int]bool {
 		comm := strings.TrimSpace(string(c))
 		for _, n := range ifaces {
 			if p := "napi/" + n + "-"; strings.HasPrefix(comm, p) || strings.HasPrefix(p, comm) && len(comm) >= 15 {
-				m[pid] = true
+				m[pid] = n
 			}
 		}
 	}

@@ -134,7 +134,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("generator ceiling %v pps", rep.Generator.PPS)
 	}
 	want := []string{"kernel forwarding", "nftables DNAT", "ulvsd DR", "ulvsd NAT", "ulvsd TUN",
-		"ulvsd DR, XDP native", "ulvsd NAT, XDP native", "ulvsd TUN, XDP native"}
+		"ulvsd DR, XDP native", "ulvsd NAT, XDP native", "ulvsd TUN, XDP native", "engine floor, XDP native"}
 	if len(rep.PPS) != len(want) {
 		t.Fatalf("%d packet-rate rows, want %d: %+v", len(rep.PPS), len(want), rep.PPS)
 	}
