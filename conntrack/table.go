@@ -133,7 +133,7 @@ type shard struct {
 	// under mu
 	free      uint32        // free-list head (local index)
 	allocated atomic.Uint32 // entries handed out from chunks so far (read lock-free by Range)
-	used      atomic.Int32  // live entries; changed under mu, read lock-free by Size
+	used      atomic.Int32  // live entries; changed under mu, read lock-free by Len
 	templates int
 	wheel     [wheelSize]uint32
 	wheelNext uint32 // absolute slot number processed next

@@ -194,7 +194,7 @@ func PrintTable(w io.Writer, r *Report) {
 		}
 		tw.Flush()
 		for _, x := range r.PPS {
-			if strings.HasPrefix(x.Name, "engine floor") {
+			if strings.HasPrefix(x.Name, floorName) {
 				fmt.Fprintln(w, "engine floor: ulvsd's engine forwarding each frame to a real server's MAC with no LVS work (no parsing, scheduling or connection table): the I/O cost any director on this engine pays here")
 			}
 		}

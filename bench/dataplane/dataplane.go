@@ -161,6 +161,9 @@ type Row struct {
 	Background float64 `json:"background_busy"`
 }
 
+// floorName starts the name of the engine-floor row (see floorRow).
+const floorName = "engine floor"
+
 // TCPRow is one TCP configuration: medians over the runs.
 type TCPRow struct {
 	Name           string   `json:"name"`

@@ -179,9 +179,8 @@ func (b *bench) prepare(ctx context.Context) error {
 	// HAProxy's rows fell from about 20,000 to 600-7,000 new connections
 	// per second, from one run to the next, without an error (medians of
 	// 3 and of 4 runs: 3,369 and 6,987 without this setting; of 4 runs:
-	// 18,615 with it). Reusing
-	// TIME_WAIT ports for outgoing connections, as load generators do,
-	// keeps the measurement on the director.
+	// 18,615 with it). Reusing TIME_WAIT ports for outgoing connections,
+	// as load generators do, keeps the measurement on the director.
 	if _, err := b.sh(ctx, "client1", "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"); err != nil {
 		return err
 	}
@@ -641,31 +640,27 @@ func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
 		return nil, err
 	}
 	restore := func() { set(context.WithoutCancel(ctx), false) }
-	// Every NAPI thread named after the director's interfaces: the
-	// threads may predate this call (a veth keeps them across an XDP
-	// detach and attach), and in this lab no other namespace runs
-	// threaded NAPI on devices of these names.
-	// Every interface must have its thread before any is pinned: the
-	// kernel starts them as it switches each device, and an interface
-	// whose thread is missed keeps its receive work wherever the scheduler
-	// puts the thread, the generator's CPU included, uncounted.
-	var pids []int
+	// Every NAPI thread named after the director's interfaces (they may
+	// predate this call: a veth keeps them across an XDP detach and attach;
+	// no other namespace of this lab runs threaded NAPI), once every
+	// interface has one: the kernel starts them as it switches each
+	// device, and an interface whose thread is missed keeps its receive
+	// work wherever the scheduler puts the thread, the generator's CPU
+	// included, uncounted.
+	var threads map[int]string
 	for deadline := time.Now().Add(2 * time.Second); ; {
-		threads := napiThreads(names)
+		threads = napiThreads(names)
+		have := map[string]bool{}
+		for _, n := range threads {
+			have[n] = true
+		}
 		var missing []string
 		for _, n := range names {
-			found := false
-			for _, ifc := range threads {
-				found = found || ifc == n
-			}
-			if !found {
+			if !have[n] {
 				missing = append(missing, n)
 			}
 		}
 		if len(missing) == 0 {
-			for pid := range threads {
-				pids = append(pids, pid)
-			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -674,7 +669,7 @@ func (b *bench) threadedNAPI(ctx context.Context, gro bool) (func(), error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, pid := range pids {
+	for pid := range threads {
 		if out, err := exec.CommandContext(ctx, "taskset", "-pc", strconv.Itoa(b.dcpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
 			restore()
 			return nil, fmt.Errorf("pinning NAPI thread %d: %v: %s", pid, err, out)
@@ -736,7 +731,7 @@ func (b *bench) dnatRules() string {
 // keeps ulvsd's default rx_ring) and XDP fast lane ("": off), pinned to cpu
 // (cpu < 0: not pinned), and waits for its control socket.
 func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int, ring, xdp string) (*lab.Process, error) {
-	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s%s.sock", method, workers, ring, xdp))
+	sock := b.ulvsdSock(method, workers, ring, xdp)
 	extra := "log_level = \"warn\"\n"
 	if ring != "" {
 		extra += fmt.Sprintf("rx_ring = %q\n", ring)
@@ -749,7 +744,7 @@ func (b *bench) startUlvsd(ctx context.Context, method string, workers, cpu int,
 	}
 	cfg := b.l.DirectorConfig(lab.DirectorOptions{Workers: workers, ControlSocket: sock, UDP: true, Extra: extra})
 	cfg = strings.ReplaceAll(cfg, `method = "nat"`, fmt.Sprintf("method = %q", method))
-	path := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s%s.toml", method, workers, ring, xdp))
+	path := strings.TrimSuffix(sock, ".sock") + ".toml"
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -839,11 +834,17 @@ func (b *bench) ulvsdRow(ctx context.Context, method string, workers, cpu int, p
 	return r, err
 }
 
+// ulvsdSock is the control socket of the ulvsd startUlvsd starts with these
+// settings (and the stem of its configuration file).
+func (b *bench) ulvsdSock(method string, workers int, ring, xdp string) string {
+	return filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s%s.sock", method, workers, ring, xdp))
+}
+
 // engineLine prints how ulvsd's engine batched during the row: frames per
 // wake-up of its worker (a Read that had to wait in poll), per transmit
 // system call, and the kernel's drops at its rings.
 func (b *bench) engineLine(method string, workers int, xdp string) {
-	sock := filepath.Join(b.dir, fmt.Sprintf("ulvsd-%s-%d%s.sock", method, workers, xdp))
+	sock := b.ulvsdSock(method, workers, "", xdp)
 	var st struct {
 		Engine map[string]uint64 `json:"engine"`
 	}

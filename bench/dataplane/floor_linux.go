@@ -26,7 +26,7 @@ import (
 // forwarder built on this engine pays on this lab before doing anything
 // an LVS director does; ulvsd's rows are that plus ulvs's own work.
 func (b *bench) floorRow(ctx context.Context) (Row, error) {
-	name := "engine floor, XDP " + b.o.XDP
+	name := floorName + ", XDP " + b.o.XDP
 	dir := b.host("dir1")
 	pub, _ := dir.Iface("public")
 	priv, ok := dir.Iface("private")

@@ -801,17 +801,8 @@ func TestFailoverPersistenceLab(t *testing.T) {
 	pl.start("dir2")
 	pl.waitState("dir1", "master", 10*time.Second)
 	pl.waitState("dir2", "backup", 5*time.Second)
-	cl := pl.l.HTTPClient("client1", 3*time.Second) // a lost SYN is retransmitted after 1 s
-	url := fmt.Sprintf("http://%s:%d/", p.VIP4, p.HTTPPort)
-	get := func() (string, error) {
-		resp, err := cl.Get(url)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b)), err
-	}
+	// 3 s: a lost SYN is retransmitted after 1 s.
+	get := httpGetter(pl.l, "client1", fmt.Sprintf("http://%s:%d/", p.VIP4, p.HTTPPort), 3*time.Second)
 	first, err := get()
 	if err != nil {
 		t.Fatal(err)

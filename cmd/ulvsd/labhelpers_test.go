@@ -181,9 +181,10 @@ func (c *capture) syns(t *testing.T) []time.Time {
 }
 
 // httpGetter returns a GET of url from host's namespace (a new connection
-// each time) that answers the body without surrounding space: "rs1".
-func httpGetter(l *lab.Lab, host, url string) func() (string, error) {
-	c := l.HTTPClient(host, 2*time.Second)
+// each time, at most timeout) that answers the body without surrounding
+// space: "rs1".
+func httpGetter(l *lab.Lab, host, url string, timeout time.Duration) func() (string, error) {
+	c := l.HTTPClient(host, timeout)
 	return func() (string, error) {
 		resp, err := c.Get(url)
 		if err != nil {

@@ -104,7 +104,7 @@ func testTUNEngine(t *testing.T, mode lab.Mode, v6 bool) {
 	}
 	ulvsd := startULVSD(t, l, "dir1", cfgPath)
 
-	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(vip, uint16(p.HTTPPort)).String()+"/")
+	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(vip, uint16(p.HTTPPort)).String()+"/", 2*time.Second)
 	waitAnswer(t, get, ulvsd)
 
 	// The kernel state ulvsd installed.

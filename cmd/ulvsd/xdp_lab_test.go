@@ -47,7 +47,7 @@ fall = 2
 	ulvsd := startULVSD(t, l, "dir1", cfgPath)
 	cli := control.NewClient(sock)
 
-	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(p.VIP4, uint16(p.HTTPPort)).String()+"/")
+	get := httpGetter(l, "client1", "http://"+netip.AddrPortFrom(p.VIP4, uint16(p.HTTPPort)).String()+"/", 2*time.Second)
 	waitAnswer(t, get, ulvsd)
 	if out, _ := ulvsd.Output(); !strings.Contains(string(out), `"xdp":"native"`) {
 		t.Errorf("ulvsd's start line does not report xdp native:\n%s", out)
